@@ -1,0 +1,1 @@
+//! maxi: explain black-box classifiers by optimisation (facade linking every built-in component)

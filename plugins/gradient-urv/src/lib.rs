@@ -1,0 +1,1 @@
+//! URV: uniform random vector zero-order gradient estimator for maxi

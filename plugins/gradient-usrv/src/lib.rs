@@ -1,0 +1,1 @@
+//! USRV: two-point unit-sphere random vector gradient estimator for maxi

@@ -1,0 +1,1 @@
+//! CEM loss (pertinent positives and negatives) for maxi

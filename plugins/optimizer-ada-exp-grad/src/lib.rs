@@ -1,0 +1,1 @@
+//! AdaExpGrad optimiser for maxi

@@ -1,0 +1,1 @@
+//! AO-ExpGrad optimiser for maxi
