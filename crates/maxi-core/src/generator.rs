@@ -243,6 +243,12 @@ pub struct ExplanationGenerator {
     metadata: Map<String, Value>,
 }
 
+impl std::fmt::Debug for ExplanationGenerator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ExplanationGenerator({})", self.config())
+    }
+}
+
 fn l1(y: &ArrayD<f64>) -> f64 {
     y.iter().map(|v| v.abs()).sum()
 }

@@ -1,1 +1,372 @@
-//! CEM loss (pertinent positives and negatives) for maxi
+//! CEM: the loss of the Contrastive Explanation Method (Dhurandhar et al. 2018).
+//!
+//! With `t = argmax f(x)` and `top_other(s) = max_{i≠t} s_i`:
+//! - PP (pertinent positive, what must be present): the candidate `δ` alone is shown.
+//!   `L = c·max(top_other(f(δ)) − f(δ)_t, −K) + γ·‖δ − AE(δ)‖₂²`
+//! - PN (pertinent negative, what must be absent): `x + δ` is shown.
+//!   `L = c·max(f(x+δ)_t − top_other(f(x+δ)), −K) + γ·‖(x+δ) − AE(x+δ)‖₂²`
+//!   (`pn_target` fixes the other class).
+//! - PPSMOOTH / PNSMOOTH replace the hinge `max(a, −K)` by its smooth version
+//!   `softplus(a + K) − K` (equal to `log(1 + e^a)` at `K = 0`), computed stably.
+//!
+//! The optimiser's variable is the offset from the no-information value (`no_info_val`,
+//! default 0): for PP the candidate is `no_info_val + y`, so `y = 0` — where the l1 term
+//! pulls — means "no information". PP candidates lie between `no_info_val` and `x`
+//! elementwise; PN perturbations lie in `[-1, 1]` by default, intersected with
+//! `input_range − x` when an input range is given. PP starts at `x`, PN at zero.
+#![warn(missing_docs)]
+
+use std::sync::Arc;
+
+use maxi_core::registry::{KwargProblem, KwargsSpec, LossContext, LossFactory};
+use maxi_core::{Bounds, CountingModel, Loss, MaxiError, Model, ModelRef, Result};
+use ndarray::{Array1, ArrayD, ArrayViewD, Axis, IxDyn};
+use serde::{Deserialize, Serialize};
+
+/// Which explanation CEM computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum CemMode {
+    /// Pertinent positive: a minimal part of the input that alone keeps the class.
+    #[serde(rename = "PP", alias = "pp")]
+    Pp,
+    /// Pertinent negative: a minimal addition that changes the class.
+    #[serde(rename = "PN", alias = "pn")]
+    Pn,
+    /// PP with a smooth hinge.
+    #[serde(rename = "PPSMOOTH", alias = "ppsmooth")]
+    PpSmooth,
+    /// PN with a smooth hinge.
+    #[serde(rename = "PNSMOOTH", alias = "pnsmooth")]
+    PnSmooth,
+}
+
+impl CemMode {
+    fn is_pp(self) -> bool {
+        matches!(self, CemMode::Pp | CemMode::PpSmooth)
+    }
+    fn is_smooth(self) -> bool {
+        matches!(self, CemMode::PpSmooth | CemMode::PnSmooth)
+    }
+}
+
+/// A bound given as one value for every entry or as one value per entry (row-major).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum BoundSpec {
+    /// The same bound for every entry.
+    Scalar(f64),
+    /// One bound per entry, flattened row-major.
+    PerEntry(Vec<f64>),
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn ten() -> f64 {
+    10.0
+}
+
+/// Kwargs of the CEM loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CemKwargs {
+    /// `PP`, `PN`, `PPSMOOTH` or `PNSMOOTH`.
+    pub mode: CemMode,
+    /// Weight of the class-margin (attack) term.
+    #[serde(default = "one")]
+    pub c: f64,
+    /// Weight of the autoencoder term (used only when `AE` is given).
+    #[serde(default = "ten")]
+    pub gamma: f64,
+    /// Confidence margin κ of the hinge.
+    #[serde(rename = "K", alias = "kappa", default = "ten")]
+    pub k: f64,
+    /// Autoencoder for the `γ·‖z − AE(z)‖²` term; omitted when null.
+    #[serde(rename = "AE", default)]
+    pub ae: Option<ModelRef>,
+    /// PN only: the class the perturbed input should move to (default: any other class).
+    #[serde(default)]
+    pub pn_target: Option<usize>,
+    /// The value that means "no information" (e.g. the background); default 0.
+    #[serde(default)]
+    pub no_info_val: Option<f64>,
+    /// The model's valid input range `[low, high]`; PN keeps `x + δ` inside it.
+    #[serde(default)]
+    pub input_range: Option<[f64; 2]>,
+    /// Lower bound of the candidate (PP: δ; PN: the perturbation); default from the mode.
+    #[serde(default)]
+    pub lower: Option<BoundSpec>,
+    /// Upper bound of the candidate (PP: δ; PN: the perturbation); default from the mode.
+    #[serde(default)]
+    pub upper: Option<BoundSpec>,
+}
+
+impl KwargsSpec for CemKwargs {
+    const ALIASES: &'static [(&'static str, &'static str)] = &[("kappa", "K")];
+
+    fn validate(&self) -> std::result::Result<(), KwargProblem> {
+        for (name, v) in [("c", self.c), ("gamma", self.gamma), ("K", self.k)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(KwargProblem::new(name, format!("must be a finite number ≥ 0, got {v}")));
+            }
+        }
+        if let Some(v) = self.no_info_val
+            && !v.is_finite()
+        {
+            return Err(KwargProblem::new("no_info_val", "must be finite"));
+        }
+        if let Some([lo, hi]) = self.input_range
+            && !(lo.is_finite() && hi.is_finite() && lo < hi)
+        {
+            return Err(KwargProblem::new("input_range", format!("needs finite low < high, got [{lo}, {hi}]")));
+        }
+        if self.pn_target.is_some() && self.mode.is_pp() {
+            return Err(KwargProblem::new("pn_target", "only applies to PN modes; remove it or use mode = \"PN\""));
+        }
+        Ok(())
+    }
+}
+
+/// The CEM loss for one input.
+pub struct CemLoss {
+    mode: CemMode,
+    c: f64,
+    gamma: f64,
+    k: f64,
+    ae: Option<Arc<dyn Model>>,
+    model: Arc<dyn Model>,
+    x: ArrayD<f64>,
+    target: usize,
+    pn_target: Option<usize>,
+    offset: f64,
+    bounds: Bounds,
+}
+
+fn bound_array(spec: &BoundSpec, shape: &[usize], which: &str) -> std::result::Result<ArrayD<f64>, KwargProblem> {
+    match spec {
+        BoundSpec::Scalar(v) => Ok(ArrayD::from_elem(shape, *v)),
+        BoundSpec::PerEntry(v) => {
+            let d: usize = shape.iter().product();
+            if v.len() != d {
+                return Err(KwargProblem::new(
+                    which,
+                    format!("has {} entries but the input has {d} (shape {shape:?}); give one value or one per entry", v.len()),
+                ));
+            }
+            ArrayD::from_shape_vec(IxDyn(shape), v.clone()).map_err(|e| KwargProblem::new(which, e.to_string()))
+        }
+    }
+}
+
+/// `softplus(a) = ln(1 + e^a)` without overflow.
+pub fn softplus(a: f64) -> f64 {
+    a.max(0.0) + (-a.abs()).exp().ln_1p()
+}
+
+/// Index of the largest score.
+fn argmax<'a>(scores: impl Iterator<Item = &'a f64>) -> usize {
+    let mut best = (0, f64::NEG_INFINITY);
+    for (i, v) in scores.enumerate() {
+        if *v > best.1 {
+            best = (i, *v);
+        }
+    }
+    best.0
+}
+
+impl CemLoss {
+    /// Builds the loss for input `x` (kwargs already validated).
+    pub fn new(kw: &CemKwargs, ctx: &LossContext<'_>) -> Result<Self> {
+        let invalid = |p: KwargProblem| MaxiError::InvalidKwarg {
+            kind: maxi_core::Kind::Loss,
+            component: "cem".into(),
+            field: p.field,
+            message: p.message,
+        };
+        let x = ctx.x.to_owned();
+        let shape = x.shape().to_vec();
+        let scores = ctx.model.predict(x.view().insert_axis(Axis(0)))?;
+        if scores.ndim() != 2 || scores.shape()[1] < 2 {
+            return Err(MaxiError::ModelRun {
+                model: ctx.model.describe(),
+                message: format!(
+                    "CEM needs class scores of shape [B, classes ≥ 2], got {:?}",
+                    scores.shape()
+                ),
+            });
+        }
+        let classes = scores.shape()[1];
+        let target = argmax(scores.index_axis(Axis(0), 0).iter());
+        if let Some(p) = kw.pn_target {
+            if p >= classes {
+                return Err(invalid(KwargProblem::new("pn_target", format!("is {p} but the model has {classes} classes (0..{})", classes - 1))));
+            }
+            if p == target {
+                return Err(invalid(KwargProblem::new(
+                    "pn_target",
+                    format!("is the original class {target}; a pertinent negative must move to another class"),
+                )));
+            }
+        }
+        if let Some([lo, hi]) = kw.input_range
+            && let Some(i) = x.iter().position(|v| *v < lo || *v > hi)
+        {
+            return Err(MaxiError::input(
+                "x",
+                format!("entry {i} is {} which is outside input_range [{lo}, {hi}]", x.iter().nth(i).copied().unwrap_or(f64::NAN)),
+            ));
+        }
+        let no_info = kw.no_info_val.unwrap_or(0.0);
+        let (offset, lower, upper) = if kw.mode.is_pp() {
+            let lower = match &kw.lower {
+                Some(b) => bound_array(b, &shape, "lower").map_err(invalid)?,
+                None => x.mapv(|v| v.min(no_info)),
+            };
+            let upper = match &kw.upper {
+                Some(b) => bound_array(b, &shape, "upper").map_err(invalid)?,
+                None => x.mapv(|v| v.max(no_info)),
+            };
+            (no_info, lower - no_info, upper - no_info)
+        } else {
+            let mut lower = match &kw.lower {
+                Some(b) => bound_array(b, &shape, "lower").map_err(invalid)?,
+                None => ArrayD::from_elem(IxDyn(&shape), -1.0),
+            };
+            let mut upper = match &kw.upper {
+                Some(b) => bound_array(b, &shape, "upper").map_err(invalid)?,
+                None => ArrayD::from_elem(IxDyn(&shape), 1.0),
+            };
+            if let Some([lo, hi]) = kw.input_range {
+                ndarray::Zip::from(&mut lower).and(&mut upper).and(&x).for_each(|l, u, &xv| {
+                    *l = l.max(lo - xv);
+                    *u = u.min(hi - xv);
+                });
+            }
+            (0.0, lower, upper)
+        };
+        let bounds = Bounds::new(lower, upper).map_err(|e| {
+            invalid(KwargProblem::new("lower", format!("{e}; check lower/upper/no_info_val/input_range")))
+        })?;
+        let ae = match &kw.ae {
+            Some(r) => Some(Arc::new(CountingModel::new(ctx.models.resolve(r)?)) as Arc<dyn Model>),
+            None => None,
+        };
+        Ok(CemLoss {
+            mode: kw.mode,
+            c: kw.c,
+            gamma: kw.gamma,
+            k: kw.k,
+            ae,
+            model: ctx.model.clone(),
+            x,
+            target,
+            pn_target: kw.pn_target,
+            offset,
+            bounds,
+        })
+    }
+
+    /// The class being explained (`argmax f(x)`).
+    pub fn target(&self) -> usize {
+        self.target
+    }
+
+    /// The inputs shown to the model for a batch of variables.
+    fn shown(&self, batch: ArrayViewD<'_, f64>) -> ArrayD<f64> {
+        if self.mode.is_pp() {
+            batch.mapv(|v| v + self.offset)
+        } else {
+            &batch + &self.x.view().insert_axis(Axis(0))
+        }
+    }
+
+    fn hinge(&self, a: f64) -> f64 {
+        if self.mode.is_smooth() {
+            softplus(a + self.k) - self.k
+        } else {
+            a.max(-self.k)
+        }
+    }
+}
+
+impl Loss for CemLoss {
+    fn eval_batch(&self, batch: ArrayViewD<'_, f64>) -> Result<Array1<f64>> {
+        let shown = self.shown(batch);
+        let b = shown.shape()[0];
+        let scores = self.model.predict(shown.view())?;
+        if scores.ndim() != 2 || scores.shape()[1] <= self.target {
+            return Err(MaxiError::ModelRun {
+                model: self.model.describe(),
+                message: format!("returned scores of shape {:?}; expected [{b}, classes]", scores.shape()),
+            });
+        }
+        let t = self.target;
+        let mut out = Array1::<f64>::zeros(b);
+        for (i, row) in scores.outer_iter().enumerate() {
+            let other = match self.pn_target {
+                Some(p) => row[p],
+                None => row
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != t)
+                    .map(|(_, v)| *v)
+                    .fold(f64::NEG_INFINITY, f64::max),
+            };
+            let margin = if self.mode.is_pp() { other - row[t] } else { row[t] - other };
+            out[i] = self.c * self.hinge(margin);
+        }
+        if let (Some(ae), true) = (&self.ae, self.gamma > 0.0) {
+            let rec = ae.predict(shown.view())?;
+            if rec.shape() != shown.shape() {
+                return Err(MaxiError::ModelRun {
+                    model: ae.describe(),
+                    message: format!(
+                        "autoencoder returned shape {:?} for inputs of shape {:?}",
+                        rec.shape(),
+                        shown.shape()
+                    ),
+                });
+            }
+            for (i, (s, r)) in shown.outer_iter().zip(rec.outer_iter()).enumerate() {
+                let err: f64 = s.iter().zip(r.iter()).map(|(a, b)| (a - b) * (a - b)).sum();
+                out[i] += self.gamma * err;
+            }
+        }
+        Ok(out)
+    }
+
+    fn bounds(&self) -> &Bounds {
+        &self.bounds
+    }
+
+    fn start(&self) -> ArrayD<f64> {
+        if self.mode.is_pp() {
+            let mut y = self.x.mapv(|v| v - self.offset);
+            self.bounds.clip(&mut y);
+            y
+        } else {
+            ArrayD::zeros(self.x.shape())
+        }
+    }
+
+    fn candidate(&self, y: ArrayViewD<'_, f64>) -> ArrayD<f64> {
+        y.mapv(|v| v + self.offset)
+    }
+}
+
+/// Registry factory of [`CemLoss`].
+pub struct CemFactory;
+
+impl LossFactory for CemFactory {
+    type Kwargs = CemKwargs;
+    fn build(kwargs: &CemKwargs, ctx: &LossContext<'_>) -> Result<Box<dyn Loss>> {
+        Ok(Box::new(CemLoss::new(kwargs, ctx)?))
+    }
+}
+
+maxi_core::register_loss!(
+    CemFactory,
+    "cem",
+    aliases = ["CEMLoss", "TF_CEMLoss", "Torch_CEMLoss"],
+    doc = "Contrastive explanation: pertinent positives (PP) and negatives (PN), optional autoencoder term",
+);

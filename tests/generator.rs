@@ -1,0 +1,180 @@
+//! The generator end to end with closure models: gradients, records, determinism, reuse.
+
+use maxi::ndarray::{Array1, ArrayD, Axis};
+use maxi::registry::{GradientContext, LossContext};
+use maxi::serde_json::json;
+use maxi::{ExplanationGenerator, Kwargs, Problem, registry};
+use maxi_tests::{input, linear_model, predict_class};
+
+fn kw(v: maxi::serde_json::Value) -> Kwargs {
+    Kwargs::try_from(v).expect("kwargs")
+}
+
+#[test]
+fn urv_estimate_of_linear_cem_loss_converges_to_the_analytic_gradient() {
+    // PN loss on a linear model, away from the hinge: L(δ) = c·(s_t − s_j)(x + δ) with
+    // j the runner-up, so ∇L = c·(W_t − W_j).
+    let shape = [3, 4];
+    let (model, w) = linear_model(&shape, 5, 1);
+    let x = input(&shape, 2);
+    let t = predict_class(model.as_ref(), x.view());
+    let scores = w.dot(&x.to_shape(12).expect("flat")) + Array1::from_shape_fn(5, |c| c as f64 * 0.1);
+    let j = (0..5)
+        .filter(|&c| c != t)
+        .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
+        .expect("runner-up");
+    let c = 2.0;
+    let exact = (&w.row(t) - &w.row(j)) * c;
+
+    let reg = registry::global().expect("registry");
+    let cem = reg.get(maxi::Kind::Loss, "cem").expect("cem");
+    let parsed = cem
+        .parse_kwargs(&kw(json!({"mode": "PN", "c": c, "K": 1000.0})))
+        .expect("kwargs");
+    let resolver = Kwargs::new().resolver();
+    let loss = match cem.builder() {
+        registry::Builder::Loss(b) => b(
+            parsed.as_ref(),
+            &LossContext { x: x.view(), model: model.clone(), models: &resolver },
+        )
+        .expect("loss"),
+        _ => unreachable!(),
+    };
+    let problem = Problem::new(loss, shape.to_vec());
+    let urv = reg.get(maxi::Kind::Gradient, "urv").expect("urv");
+    let y = ArrayD::<f64>::zeros(&shape[..]);
+    let mut errors = Vec::new();
+    for samples in [50, 1_000, 20_000] {
+        let parsed = urv
+            .parse_kwargs(&kw(json!({"sample_num": samples, "mu": 1e-3})))
+            .expect("kwargs");
+        let mut g = match urv.builder() {
+            registry::Builder::Gradient(b) => b(parsed.as_ref(), &GradientContext { shape: &shape }).expect("urv"),
+            _ => unreachable!(),
+        };
+        let est = g
+            .gradient(&problem, y.view(), &mut maxi::rng_from_seed(11))
+            .expect("gradient");
+        let est = est.to_shape(12).expect("flat").to_owned();
+        let err = (&est - &exact).mapv(|v| v * v).sum().sqrt() / exact.mapv(|v| v * v).sum().sqrt();
+        errors.push(err);
+    }
+    assert!(errors[2] < 0.05, "relative errors {errors:?}");
+    assert!(errors[2] < errors[1] && errors[1] < errors[0], "relative errors {errors:?}");
+}
+
+fn pp_generator(seed: u64, num_iter: usize) -> ExplanationGenerator {
+    ExplanationGenerator::builder()
+        .loss("cem", kw(json!({"mode": "PP", "c": 1.0, "K": 2.0})))
+        .optimizer("ao_exp_grad", kw(json!({"l1": 0.05, "l2": 0.0, "eta": 1.0})))
+        .gradient("urv", kw(json!({"sample_num": 20})))
+        .num_iter(num_iter)
+        .save_freq(4)
+        .seed(seed)
+        .metadata("case", "linear")
+        .build()
+        .expect("generator")
+}
+
+#[test]
+fn records_savepoints_and_model_accounting_follow_the_rules() {
+    let shape = [2, 5];
+    let (model, _) = linear_model(&shape, 4, 3);
+    let x = input(&shape, 1);
+    let g = pp_generator(1, 10);
+    let e = g.run(x.view(), model).expect("run");
+    // savepoints after update 1, every 4th and the last
+    assert_eq!(e.savepoints.keys().copied().collect::<Vec<_>>(), vec![1, 4, 8, 10]);
+    assert_eq!(e.history.len(), 10);
+    // one row for the original class, 1 + q rows per update, one for the last record
+    assert_eq!(e.model.rows, 1 + 10 * 21 + 1);
+    assert_eq!(e.model.calls, 1 + 10 + 1);
+    for (i, r) in e.history.iter().enumerate() {
+        assert_eq!(r.iteration, i + 1);
+        if i < 9 {
+            assert_eq!(r.model_rows, 1 + (i as u64 + 1) * 21);
+        } else {
+            // the last record includes the one row that evaluates the final iterate
+            assert_eq!(r.model_rows, e.model.rows);
+        }
+        // objective = L + l1·‖y‖₁ (l2 = 0)
+        assert!((r.objective - (r.attack_loss + 0.05 * r.l1_norm)).abs() < 1e-12);
+    }
+    // the final candidate lies between 0 (no information) and x
+    let last = e.final_candidate().expect("final");
+    for (v, xv) in last.iter().zip(x.iter()) {
+        assert!(*v >= xv.min(0.0) - 1e-12 && *v <= xv.max(0.0) + 1e-12);
+    }
+    // the record's attack loss is the CEM loss at the last savepoint
+    let last_l1: f64 = last.iter().map(|v| v.abs()).sum();
+    assert!((e.history[9].l1_norm - last_l1).abs() < 1e-9);
+    assert_eq!(e.metadata["case"], "linear");
+    assert_eq!(e.config["gradient"]["sample_num"], 20);
+    assert_eq!(e.config["gradient"]["name"], "urv");
+}
+
+#[test]
+fn same_seed_gives_identical_results_and_runs_share_no_state() {
+    let shape = [2, 5];
+    let (model, _) = linear_model(&shape, 4, 3);
+    let x = input(&shape, 1);
+    let g = pp_generator(7, 12);
+    let a = g.run(x.view(), model.clone()).expect("run");
+    let b = g.run(x.view(), model.clone()).expect("second run on the same generator");
+    assert_eq!(a.savepoints, b.savepoints);
+    assert_eq!(a.history, b.history);
+    let c = pp_generator(7, 12).run(x.view(), model.clone()).expect("run");
+    assert_eq!(a.savepoints, c.savepoints);
+    let d = pp_generator(8, 12).run(x.view(), model).expect("run");
+    assert_ne!(a.savepoints, d.savepoints);
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_pool() {
+    let shape = [2, 5];
+    let (model, _) = linear_model(&shape, 4, 3);
+    let x = input(&shape, 1);
+    let g = pp_generator(3, 8);
+    let mut results = Vec::new();
+    for threads in [1, 2] {
+        let m = model.clone();
+        let xv = x.clone();
+        let e = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let m = m.clone();
+                    let xv = xv.clone();
+                    let g = &g;
+                    s.spawn(move || g.run(xv.view(), m).expect("run"))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("thread")).collect::<Vec<_>>()
+        });
+        results.extend(e);
+    }
+    for r in &results[1..] {
+        assert_eq!(r.savepoints, results[0].savepoints);
+    }
+}
+
+#[test]
+fn pp_on_a_linear_model_keeps_the_class_with_fewer_entries() {
+    let shape = [4, 4];
+    let (model, _) = linear_model(&shape, 3, 5);
+    let x = input(&shape, 4);
+    let t = predict_class(model.as_ref(), x.view());
+    let g = ExplanationGenerator::builder()
+        .loss("cem", kw(json!({"mode": "PP", "c": 10.0, "K": 0.5})))
+        .optimizer("ao_exp_grad", kw(json!({"l1": 0.5, "l2": 0.0})))
+        .gradient("urv", kw(json!({"sample_num": 50})))
+        .num_iter(300)
+        .build()
+        .expect("generator");
+    let e = g.run(x.view(), model.clone()).expect("run");
+    let pp = e.final_candidate().expect("pp");
+    assert_eq!(predict_class(model.as_ref(), pp.view()), t);
+    let l1_pp: f64 = pp.iter().map(|v| v.abs()).sum();
+    let l1_x: f64 = x.iter().map(|v| v.abs()).sum();
+    assert!(l1_pp < 0.8 * l1_x, "PP l1 {l1_pp} vs input {l1_x}");
+    let _ = Axis(0);
+}
