@@ -450,10 +450,11 @@ impl ExplanationGenerator {
             }
         }
         if let Some((pt, py, _)) = pending.take() {
-            if !savepoints.contains_key(&pt) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = savepoints.entry(pt) {
+                // an early stop: the last iterate is always a savepoint
                 let c = problem.loss().candidate(py.view());
                 self.observers.iter().for_each(|o| o.on_savepoint(pt, c.view()));
-                savepoints.insert(pt, c);
+                slot.insert(c);
             }
             let v = problem
                 .eval(py.view())

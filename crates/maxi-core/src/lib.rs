@@ -19,7 +19,7 @@ pub use generator::{Explanation, ExplanationGenerator, GeneratorBuilder, Observe
 pub use gradient::Gradient;
 pub use kwargs::{Kwargs, ModelRef, ModelResolver};
 pub use loss::{Bounds, Loss};
-pub use model::{CountingModel, FnModel, Model, ModelStats, model_fn};
+pub use model::{CountingModel, FnModel, Model, ModelStats, model_fn, predict_class};
 pub use optimizer::{Optimizer, Regularization};
 pub use problem::Problem;
 pub use registry::{

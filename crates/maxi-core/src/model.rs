@@ -145,3 +145,21 @@ impl Model for CountingModel {
         self.inner.input_shape()
     }
 }
+
+/// The class with the highest score for one item (no batch axis), with the scores.
+pub fn predict_class(model: &dyn Model, x: ArrayViewD<'_, f64>) -> Result<(usize, Vec<f64>)> {
+    let out = model.predict(x.insert_axis(ndarray::Axis(0)))?;
+    if out.ndim() != 2 || out.shape()[0] != 1 || out.shape()[1] == 0 {
+        return Err(MaxiError::ModelRun {
+            model: model.describe(),
+            message: format!("expected class scores [1, classes], got shape {:?}", out.shape()),
+        });
+    }
+    let scores: Vec<f64> = out.iter().copied().collect();
+    let best = scores
+        .iter()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |b, (i, v)| if *v > b.1 { (i, *v) } else { b })
+        .0;
+    Ok((best, scores))
+}
