@@ -11,7 +11,11 @@ fn kw(v: maxi::serde_json::Value) -> Kwargs {
     Kwargs::try_from(v).expect("kwargs")
 }
 
-fn build(loss: (&str, Kwargs), opt: (&str, Kwargs), grad: (&str, Kwargs)) -> Result<ExplanationGenerator, MaxiError> {
+fn build(
+    loss: (&str, Kwargs),
+    opt: (&str, Kwargs),
+    grad: (&str, Kwargs),
+) -> Result<ExplanationGenerator, MaxiError> {
     ExplanationGenerator::builder()
         .loss(loss.0, loss.1)
         .optimizer(opt.0, opt.1)
@@ -26,7 +30,12 @@ fn pp() -> Kwargs {
 
 #[test]
 fn unknown_component_lists_known_names_closest_first() {
-    let err = build(("cem", pp()), ("ao_exp_grad", Kwargs::new()), ("urvv", Kwargs::new())).unwrap_err();
+    let err = build(
+        ("cem", pp()),
+        ("ao_exp_grad", Kwargs::new()),
+        ("urvv", Kwargs::new()),
+    )
+    .unwrap_err();
     match &err {
         MaxiError::UnknownComponent { kind, name, known } => {
             assert_eq!(*kind, Kind::Gradient);
@@ -55,9 +64,19 @@ fn maxi_class_names_are_aliases() {
 
 #[test]
 fn unknown_kwarg_is_named_with_the_accepted_ones() {
-    let err = build(("cem", pp()), ("ao_exp_grad", kw(json!({"l3": 1.0}))), ("urv", Kwargs::new())).unwrap_err();
+    let err = build(
+        ("cem", pp()),
+        ("ao_exp_grad", kw(json!({"l3": 1.0}))),
+        ("urv", Kwargs::new()),
+    )
+    .unwrap_err();
     match err {
-        MaxiError::UnknownKwarg { component, key, accepted, .. } => {
+        MaxiError::UnknownKwarg {
+            component,
+            key,
+            accepted,
+            ..
+        } => {
             assert_eq!(component, "ao_exp_grad");
             assert_eq!(key, "l3");
             assert_eq!(accepted, vec!["eta", "l1", "l2"]);
@@ -65,33 +84,80 @@ fn unknown_kwarg_is_named_with_the_accepted_ones() {
         other => panic!("wrong error {other:?}"),
     }
     // the seed's spelling `num_iter` is accepted for URV's sample_num, and listed
-    let err = build(("cem", pp()), ("ao_exp_grad", Kwargs::new()), ("urv", kw(json!({"samples": 3})))).unwrap_err();
+    let err = build(
+        ("cem", pp()),
+        ("ao_exp_grad", Kwargs::new()),
+        ("urv", kw(json!({"samples": 3}))),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("num_iter"), "{err}");
 }
 
 #[test]
 fn wrong_type_names_the_field() {
-    let err = build(("cem", kw(json!({"mode": "PP", "c": "high"}))), ("ao_exp_grad", Kwargs::new()), ("urv", Kwargs::new())).unwrap_err();
+    let err = build(
+        ("cem", kw(json!({"mode": "PP", "c": "high"}))),
+        ("ao_exp_grad", Kwargs::new()),
+        ("urv", Kwargs::new()),
+    )
+    .unwrap_err();
     match err {
-        MaxiError::InvalidKwarg { component, field, message, .. } => {
+        MaxiError::InvalidKwarg {
+            component,
+            field,
+            message,
+            ..
+        } => {
             assert_eq!(component, "cem");
             assert_eq!(field, "c");
             assert!(message.contains("invalid type"), "{message}");
         }
         other => panic!("wrong error {other:?}"),
     }
-    let err = build(("cem", kw(json!({"mode": "XX"}))), ("ao_exp_grad", Kwargs::new()), ("urv", Kwargs::new())).unwrap_err();
-    assert!(matches!(&err, MaxiError::InvalidKwarg { field, .. } if field == "mode"), "{err}");
-    let err = build(("cem", Kwargs::new()), ("ao_exp_grad", Kwargs::new()), ("urv", Kwargs::new())).unwrap_err();
-    assert!(matches!(&err, MaxiError::InvalidKwarg { field, message, .. } if field == "mode" && message.contains("missing")), "{err}");
+    let err = build(
+        ("cem", kw(json!({"mode": "XX"}))),
+        ("ao_exp_grad", Kwargs::new()),
+        ("urv", Kwargs::new()),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, MaxiError::InvalidKwarg { field, .. } if field == "mode"),
+        "{err}"
+    );
+    let err = build(
+        ("cem", Kwargs::new()),
+        ("ao_exp_grad", Kwargs::new()),
+        ("urv", Kwargs::new()),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, MaxiError::InvalidKwarg { field, message, .. } if field == "mode" && message.contains("missing")),
+        "{err}"
+    );
 }
 
 #[test]
 fn out_of_range_kwargs_are_rejected_when_the_pipeline_is_built() {
-    let err = build(("cem", pp()), ("ao_exp_grad", Kwargs::new()), ("urv", kw(json!({"sample_num": 10, "batch_num": 3})))).unwrap_err();
-    assert!(matches!(&err, MaxiError::InvalidKwarg { field, .. } if field == "batch_num"), "{err}");
-    let err = build(("cem", kw(json!({"mode": "PP", "K": -1}))), ("ao_exp_grad", Kwargs::new()), ("urv", Kwargs::new())).unwrap_err();
-    assert!(matches!(&err, MaxiError::InvalidKwarg { field, .. } if field == "K"), "{err}");
+    let err = build(
+        ("cem", pp()),
+        ("ao_exp_grad", Kwargs::new()),
+        ("urv", kw(json!({"sample_num": 10, "batch_num": 3}))),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, MaxiError::InvalidKwarg { field, .. } if field == "batch_num"),
+        "{err}"
+    );
+    let err = build(
+        ("cem", kw(json!({"mode": "PP", "K": -1}))),
+        ("ao_exp_grad", Kwargs::new()),
+        ("urv", Kwargs::new()),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, MaxiError::InvalidKwarg { field, .. } if field == "K"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -103,9 +169,18 @@ fn settings_are_validated() {
         .num_iter(0)
         .build()
         .unwrap_err();
-    assert!(matches!(&err, MaxiError::InvalidSetting { name, .. } if name == "num_iter"), "{err}");
-    let err = ExplanationGenerator::builder().num_iter(3).build().unwrap_err();
-    assert!(matches!(&err, MaxiError::InvalidSetting { name, .. } if name == "loss"), "{err}");
+    assert!(
+        matches!(&err, MaxiError::InvalidSetting { name, .. } if name == "num_iter"),
+        "{err}"
+    );
+    let err = ExplanationGenerator::builder()
+        .num_iter(3)
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&err, MaxiError::InvalidSetting { name, .. } if name == "loss"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -114,17 +189,34 @@ fn duplicate_names_are_refused() {
     let cem = global.get(Kind::Loss, "cem").expect("cem");
     let mut r = Registry::empty();
     r.add((*cem).clone()).expect("first");
-    let err = r.add((*cem).clone().with_origin("plugin libdup.so")).unwrap_err();
-    assert!(matches!(&err, MaxiError::DuplicateComponent { name, .. } if name == "cem"), "{err}");
+    let err = r
+        .add((*cem).clone().with_origin("plugin libdup.so"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, MaxiError::DuplicateComponent { name, .. } if name == "cem"),
+        "{err}"
+    );
     assert!(err.to_string().contains("libdup.so"));
     // the linked registry itself has no duplicates and all built-ins
-    for (kind, name) in [(Kind::Loss, "cem"), (Kind::Gradient, "urv"), (Kind::Gradient, "usrv"), (Kind::Optimizer, "ao_exp_grad"), (Kind::Optimizer, "ada_exp_grad"), (Kind::Model, "onnx")] {
+    for (kind, name) in [
+        (Kind::Loss, "cem"),
+        (Kind::Gradient, "urv"),
+        (Kind::Gradient, "usrv"),
+        (Kind::Optimizer, "ao_exp_grad"),
+        (Kind::Optimizer, "ada_exp_grad"),
+        (Kind::Model, "onnx"),
+    ] {
         global.get(kind, name).unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
 fn generator() -> ExplanationGenerator {
-    build(("cem", pp()), ("ao_exp_grad", Kwargs::new()), ("urv", kw(json!({"sample_num": 4})))).expect("generator")
+    build(
+        ("cem", pp()),
+        ("ao_exp_grad", Kwargs::new()),
+        ("urv", kw(json!({"sample_num": 4}))),
+    )
+    .expect("generator")
 }
 
 #[test]
@@ -133,7 +225,10 @@ fn nan_input_is_named() {
     let mut x = input(&[4], 0);
     x[[2]] = f64::NAN;
     let err = generator().run(x.view(), model).unwrap_err();
-    assert!(matches!(&err, MaxiError::InvalidInput { name, message } if name == "x" && message.contains("entry 2")), "{err}");
+    assert!(
+        matches!(&err, MaxiError::InvalidInput { name, message } if name == "x" && message.contains("entry 2")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -151,7 +246,12 @@ fn model_returning_nan_is_a_runtime_error_with_the_iteration() {
     });
     let err = generator().run(input(&[4], 0).view(), model).unwrap_err();
     match &err {
-        MaxiError::Runtime { kind, component, iteration, message } => {
+        MaxiError::Runtime {
+            kind,
+            component,
+            iteration,
+            message,
+        } => {
             assert_eq!(*kind, Kind::Model);
             assert_eq!(component, "flaky");
             assert_eq!(*iteration, 2);
@@ -172,7 +272,10 @@ fn missing_model_file_is_named() {
     .expect("generator");
     let (model, _) = linear_model(&[4], 3, 0);
     let err = g.run(input(&[4], 0).view(), model).unwrap_err();
-    assert!(matches!(&err, MaxiError::ModelLoad { path, .. } if path.contains("no/such/ae.onnx")), "{err}");
+    assert!(
+        matches!(&err, MaxiError::ModelLoad { path, .. } if path.contains("no/such/ae.onnx")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -187,7 +290,10 @@ fn pn_target_equal_to_the_original_class_is_refused() {
     )
     .expect("generator");
     let err = g.run(x.view(), model).unwrap_err();
-    assert!(matches!(&err, MaxiError::InvalidKwarg { field, .. } if field == "pn_target"), "{err}");
+    assert!(
+        matches!(&err, MaxiError::InvalidKwarg { field, .. } if field == "pn_target"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -200,5 +306,8 @@ fn bounds_of_the_wrong_shape_are_refused() {
     )
     .expect("generator");
     let err = g.run(input(&[4], 0).view(), model).unwrap_err();
-    assert!(matches!(&err, MaxiError::InvalidKwarg { field, .. } if field == "lower"), "{err}");
+    assert!(
+        matches!(&err, MaxiError::InvalidKwarg { field, .. } if field == "lower"),
+        "{err}"
+    );
 }

@@ -18,7 +18,8 @@ fn urv_estimate_of_linear_cem_loss_converges_to_the_analytic_gradient() {
     let (model, w) = linear_model(&shape, 5, 1);
     let x = input(&shape, 2);
     let t = predict_class(model.as_ref(), x.view());
-    let scores = w.dot(&x.to_shape(12).expect("flat")) + Array1::from_shape_fn(5, |c| c as f64 * 0.1);
+    let scores =
+        w.dot(&x.to_shape(12).expect("flat")) + Array1::from_shape_fn(5, |c| c as f64 * 0.1);
     let j = (0..5)
         .filter(|&c| c != t)
         .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
@@ -35,7 +36,11 @@ fn urv_estimate_of_linear_cem_loss_converges_to_the_analytic_gradient() {
     let loss = match cem.builder() {
         registry::Builder::Loss(b) => b(
             parsed.as_ref(),
-            &LossContext { x: x.view(), model: model.clone(), models: &resolver },
+            &LossContext {
+                x: x.view(),
+                model: model.clone(),
+                models: &resolver,
+            },
         )
         .expect("loss"),
         _ => unreachable!(),
@@ -49,7 +54,9 @@ fn urv_estimate_of_linear_cem_loss_converges_to_the_analytic_gradient() {
             .parse_kwargs(&kw(json!({"sample_num": samples, "mu": 1e-3})))
             .expect("kwargs");
         let mut g = match urv.builder() {
-            registry::Builder::Gradient(b) => b(parsed.as_ref(), &GradientContext { shape: &shape }).expect("urv"),
+            registry::Builder::Gradient(b) => {
+                b(parsed.as_ref(), &GradientContext { shape: &shape }).expect("urv")
+            }
             _ => unreachable!(),
         };
         let est = g
@@ -60,13 +67,19 @@ fn urv_estimate_of_linear_cem_loss_converges_to_the_analytic_gradient() {
         errors.push(err);
     }
     assert!(errors[2] < 0.05, "relative errors {errors:?}");
-    assert!(errors[2] < errors[1] && errors[1] < errors[0], "relative errors {errors:?}");
+    assert!(
+        errors[2] < errors[1] && errors[1] < errors[0],
+        "relative errors {errors:?}"
+    );
 }
 
 fn pp_generator(seed: u64, num_iter: usize) -> ExplanationGenerator {
     ExplanationGenerator::builder()
         .loss("cem", kw(json!({"mode": "PP", "c": 1.0, "K": 2.0})))
-        .optimizer("ao_exp_grad", kw(json!({"l1": 0.05, "l2": 0.0, "eta": 1.0})))
+        .optimizer(
+            "ao_exp_grad",
+            kw(json!({"l1": 0.05, "l2": 0.0, "eta": 1.0})),
+        )
         .gradient("urv", kw(json!({"sample_num": 20})))
         .num_iter(num_iter)
         .save_freq(4)
@@ -84,7 +97,10 @@ fn records_savepoints_and_model_accounting_follow_the_rules() {
     let g = pp_generator(1, 10);
     let e = g.run(x.view(), model).expect("run");
     // savepoints after update 1, every 4th and the last
-    assert_eq!(e.savepoints.keys().copied().collect::<Vec<_>>(), vec![1, 4, 8, 10]);
+    assert_eq!(
+        e.savepoints.keys().copied().collect::<Vec<_>>(),
+        vec![1, 4, 8, 10]
+    );
     assert_eq!(e.history.len(), 10);
     // one row for the original class, 1 + q rows per update, one for the last record
     assert_eq!(e.model.rows, 1 + 10 * 21 + 1);
@@ -120,10 +136,14 @@ fn same_seed_gives_identical_results_and_runs_share_no_state() {
     let x = input(&shape, 1);
     let g = pp_generator(7, 12);
     let a = g.run(x.view(), model.clone()).expect("run");
-    let b = g.run(x.view(), model.clone()).expect("second run on the same generator");
+    let b = g
+        .run(x.view(), model.clone())
+        .expect("second run on the same generator");
     assert_eq!(a.savepoints, b.savepoints);
     assert_eq!(a.history, b.history);
-    let c = pp_generator(7, 12).run(x.view(), model.clone()).expect("run");
+    let c = pp_generator(7, 12)
+        .run(x.view(), model.clone())
+        .expect("run");
     assert_eq!(a.savepoints, c.savepoints);
     let d = pp_generator(8, 12).run(x.view(), model).expect("run");
     assert_ne!(a.savepoints, d.savepoints);
@@ -148,7 +168,10 @@ fn results_do_not_depend_on_the_thread_pool() {
                     s.spawn(move || g.run(xv.view(), m).expect("run"))
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("thread")).collect::<Vec<_>>()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect::<Vec<_>>()
         });
         results.extend(e);
     }

@@ -48,7 +48,9 @@ pub fn predict_class(model: &dyn Model, x: ArrayViewD<'_, f64>) -> usize {
     let row = s.index_axis(Axis(0), 0);
     row.iter()
         .enumerate()
-        .fold((0, f64::NEG_INFINITY), |best, (i, v)| if *v > best.1 { (i, *v) } else { best })
+        .fold((0, f64::NEG_INFINITY), |best, (i, v)| {
+            if *v > best.1 { (i, *v) } else { best }
+        })
         .0
 }
 

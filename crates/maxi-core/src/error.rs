@@ -43,7 +43,9 @@ impl std::str::FromStr for Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.as_str() == s.to_ascii_lowercase())
-            .ok_or_else(|| format!("unknown kind `{s}`; known kinds: loss, gradient, optimizer, model"))
+            .ok_or_else(|| {
+                format!("unknown kind `{s}`; known kinds: loss, gradient, optimizer, model")
+            })
     }
 }
 
@@ -61,7 +63,9 @@ pub enum MaxiError {
         known: Vec<String>,
     },
     /// Two components claim the same name.
-    #[error("duplicate {kind} name `{name}`: registered by {first} and by {second}; rename one of them")]
+    #[error(
+        "duplicate {kind} name `{name}`: registered by {first} and by {second}; rename one of them"
+    )]
     DuplicateComponent {
         /// Kind of both components.
         kind: Kind,

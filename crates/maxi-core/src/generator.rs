@@ -174,8 +174,10 @@ impl GeneratorBuilder {
     }
     /// Adds a metadata entry, returned with the explanation.
     pub fn metadata(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
-        self.metadata
-            .insert(key.into(), serde_json::to_value(value).unwrap_or(Value::Null));
+        self.metadata.insert(
+            key.into(),
+            serde_json::to_value(value).unwrap_or(Value::Null),
+        );
         self
     }
     /// Uses this registry instead of the process-wide one.
@@ -212,7 +214,10 @@ impl GeneratorBuilder {
             message: format!("no {what} given; name one (see the registry's list of {what}s)"),
         };
         let (ln, lk) = self.loss.as_ref().ok_or_else(|| missing("loss"))?;
-        let (on, ok) = self.optimizer.as_ref().ok_or_else(|| missing("optimizer"))?;
+        let (on, ok) = self
+            .optimizer
+            .as_ref()
+            .ok_or_else(|| missing("optimizer"))?;
         let (gn, gk) = self.gradient.as_ref().ok_or_else(|| missing("gradient"))?;
         let loss = Prepared::new(registry, Kind::Loss, ln, lk)?;
         let optimizer = Prepared::new(registry, Kind::Optimizer, on, ok)?;
@@ -301,7 +306,10 @@ impl ExplanationGenerator {
         if let Some(i) = x.iter().position(|v| !v.is_finite()) {
             return Err(MaxiError::input(
                 "x",
-                format!("entry {i} (flat index) is {}; inputs must be finite", x.iter().nth(i).copied().unwrap_or(f64::NAN)),
+                format!(
+                    "entry {i} (flat index) is {}; inputs must be finite",
+                    x.iter().nth(i).copied().unwrap_or(f64::NAN)
+                ),
             ));
         }
         if let Some(expected) = model.input_shape()
@@ -329,25 +337,44 @@ impl ExplanationGenerator {
                     models: &self.loss.resolver,
                 },
             )?,
-            _ => return Err(MaxiError::Other("internal: loss builder of wrong kind".into())),
+            _ => {
+                return Err(MaxiError::Other(
+                    "internal: loss builder of wrong kind".into(),
+                ));
+            }
         };
         let bounds = loss.bounds().clone();
         if bounds.lower().shape() != shape.as_slice() {
             return Err(MaxiError::input(
                 "bounds",
-                format!("shape {:?} differs from the input's {:?}", bounds.lower().shape(), shape),
+                format!(
+                    "shape {:?} differs from the input's {:?}",
+                    bounds.lower().shape(),
+                    shape
+                ),
             ));
         }
         let start = loss.start();
         if start.shape() != shape.as_slice() {
             return Err(MaxiError::input(
                 "start point",
-                format!("shape {:?} differs from the input's {:?}", start.shape(), shape),
+                format!(
+                    "shape {:?} differs from the input's {:?}",
+                    start.shape(),
+                    shape
+                ),
             ));
         }
         let mut gradient = match self.gradient.component.builder() {
-            Builder::Gradient(b) => b(self.gradient.kwargs.as_ref(), &GradientContext { shape: &shape })?,
-            _ => return Err(MaxiError::Other("internal: gradient builder of wrong kind".into())),
+            Builder::Gradient(b) => b(
+                self.gradient.kwargs.as_ref(),
+                &GradientContext { shape: &shape },
+            )?,
+            _ => {
+                return Err(MaxiError::Other(
+                    "internal: gradient builder of wrong kind".into(),
+                ));
+            }
         };
         let mut optimizer = match self.optimizer.component.builder() {
             Builder::Optimizer(b) => b(
@@ -357,7 +384,11 @@ impl ExplanationGenerator {
                     bounds: &bounds,
                 },
             )?,
-            _ => return Err(MaxiError::Other("internal: optimizer builder of wrong kind".into())),
+            _ => {
+                return Err(MaxiError::Other(
+                    "internal: optimizer builder of wrong kind".into(),
+                ));
+            }
         };
         let reg = optimizer.regularization();
         let problem = Problem::new(loss, shape.clone());
@@ -417,7 +448,11 @@ impl ExplanationGenerator {
                     Kind::Optimizer,
                     &self.optimizer.component.name,
                     t,
-                    MaxiError::Other(format!("returned shape {:?}, expected {:?}", y.shape(), shape)),
+                    MaxiError::Other(format!(
+                        "returned shape {:?}, expected {:?}",
+                        y.shape(),
+                        shape
+                    )),
                 ));
             }
             if y.iter().any(|v| !v.is_finite()) {
@@ -439,7 +474,9 @@ impl ExplanationGenerator {
             }
             if self.is_savepoint(t) {
                 let c = problem.loss().candidate(y.view());
-                self.observers.iter().for_each(|o| o.on_savepoint(t, c.view()));
+                self.observers
+                    .iter()
+                    .for_each(|o| o.on_savepoint(t, c.view()));
                 savepoints.insert(t, c);
             }
             pending = Some((t, y, stats));
@@ -453,7 +490,9 @@ impl ExplanationGenerator {
             if let std::collections::btree_map::Entry::Vacant(slot) = savepoints.entry(pt) {
                 // an early stop: the last iterate is always a savepoint
                 let c = problem.loss().candidate(py.view());
-                self.observers.iter().for_each(|o| o.on_savepoint(pt, c.view()));
+                self.observers
+                    .iter()
+                    .for_each(|o| o.on_savepoint(pt, c.view()));
                 slot.insert(c);
             }
             let v = problem

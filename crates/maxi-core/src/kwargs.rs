@@ -101,7 +101,9 @@ impl TryFrom<Value> for Kwargs {
 /// A kwarg that names a model: a file path (relative to the config) or an in-memory model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
-#[schemars(description = "a model: path to a model file (e.g. ONNX) or a model object passed from Rust")]
+#[schemars(
+    description = "a model: path to a model file (e.g. ONNX) or a model object passed from Rust"
+)]
 pub struct ModelRef(pub String);
 
 /// Turns [`ModelRef`]s into models.

@@ -15,7 +15,9 @@ pub mod registry;
 pub mod rng;
 
 pub use error::{Kind, MaxiError, Result};
-pub use generator::{Explanation, ExplanationGenerator, GeneratorBuilder, Observer, RunInfo, StepRecord};
+pub use generator::{
+    Explanation, ExplanationGenerator, GeneratorBuilder, Observer, RunInfo, StepRecord,
+};
 pub use gradient::Gradient;
 pub use kwargs::{Kwargs, ModelRef, ModelResolver};
 pub use loss::{Bounds, Loss};

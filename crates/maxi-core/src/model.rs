@@ -152,14 +152,20 @@ pub fn predict_class(model: &dyn Model, x: ArrayViewD<'_, f64>) -> Result<(usize
     if out.ndim() != 2 || out.shape()[0] != 1 || out.shape()[1] == 0 {
         return Err(MaxiError::ModelRun {
             model: model.describe(),
-            message: format!("expected class scores [1, classes], got shape {:?}", out.shape()),
+            message: format!(
+                "expected class scores [1, classes], got shape {:?}",
+                out.shape()
+            ),
         });
     }
     let scores: Vec<f64> = out.iter().copied().collect();
     let best = scores
         .iter()
         .enumerate()
-        .fold((0, f64::NEG_INFINITY), |b, (i, v)| if *v > b.1 { (i, *v) } else { b })
+        .fold(
+            (0, f64::NEG_INFINITY),
+            |b, (i, v)| if *v > b.1 { (i, *v) } else { b },
+        )
         .0;
     Ok((best, scores))
 }

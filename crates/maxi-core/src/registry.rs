@@ -41,7 +41,9 @@ impl KwargProblem {
 
 /// A component's typed kwargs: deserialised with `deny_unknown_fields` and defaults, described
 /// by a JSON schema, and checked for valid ranges.
-pub trait KwargsSpec: DeserializeOwned + Serialize + schemars::JsonSchema + Send + Sync + 'static {
+pub trait KwargsSpec:
+    DeserializeOwned + Serialize + schemars::JsonSchema + Send + Sync + 'static
+{
     /// Alternative spellings accepted by serde (`alias → canonical`), listed among accepted keys.
     const ALIASES: &'static [(&'static str, &'static str)] = &[];
 
@@ -215,9 +217,9 @@ fn parse_typed<K: KwargsSpec>(
 }
 
 fn downcast<'a, K: 'static>(kw: &'a dyn ParsedKwargs, name: &str) -> Result<&'a K> {
-    kw.as_any()
-        .downcast_ref::<K>()
-        .ok_or_else(|| MaxiError::Other(format!("internal: kwargs of `{name}` have the wrong type")))
+    kw.as_any().downcast_ref::<K>().ok_or_else(|| {
+        MaxiError::Other(format!("internal: kwargs of `{name}` have the wrong type"))
+    })
 }
 
 impl Component {
@@ -363,14 +365,12 @@ impl Component {
                 });
             }
         };
-        parsed
-            .validate()
-            .map_err(|p| MaxiError::InvalidKwarg {
-                kind: self.kind(),
-                component: self.name.clone(),
-                field: p.field,
-                message: p.message,
-            })?;
+        parsed.validate().map_err(|p| MaxiError::InvalidKwarg {
+            kind: self.kind(),
+            component: self.name.clone(),
+            field: p.field,
+            message: p.message,
+        })?;
         Ok(parsed)
     }
 
@@ -555,7 +555,9 @@ pub fn load_model_file(path: &Path) -> Result<Arc<dyn Model>> {
     let parsed = component.parse_kwargs(&kwargs)?;
     match component.builder() {
         Builder::Model(build, _) => build(parsed.as_ref(), &ModelContext { base_dir: None }),
-        _ => Err(MaxiError::Other("internal: model backend has a non-model builder".into())),
+        _ => Err(MaxiError::Other(
+            "internal: model backend has a non-model builder".into(),
+        )),
     }
 }
 

@@ -7,9 +7,9 @@
 //! loss rows and the base value is reused for the step record.
 #![warn(missing_docs)]
 
-use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis, IxDyn};
 use maxi_core::registry::{GradientContext, GradientFactory, KwargProblem, KwargsSpec};
 use maxi_core::{Gradient, MaxiRng, Problem, Result, rng_from_seed};
+use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis, IxDyn};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
@@ -65,7 +65,10 @@ impl KwargsSpec for UrvKwargs {
         if let Some(mu) = self.mu
             && !(mu.is_finite() && mu > 0.0)
         {
-            return Err(KwargProblem::new("mu", format!("must be a positive number or null, got {mu}")));
+            return Err(KwargProblem::new(
+                "mu",
+                format!("must be a positive number or null, got {mu}"),
+            ));
         }
         if self.sample_num == 0 {
             return Err(KwargProblem::new("sample_num", "must be at least 1"));
@@ -137,17 +140,27 @@ impl Urv {
 }
 
 impl Gradient for Urv {
-    fn gradient(&mut self, problem: &Problem, y: ArrayViewD<'_, f64>, rng: &mut MaxiRng) -> Result<ArrayD<f64>> {
+    fn gradient(
+        &mut self,
+        problem: &Problem,
+        y: ArrayViewD<'_, f64>,
+        rng: &mut MaxiRng,
+    ) -> Result<ArrayD<f64>> {
         self.calls += 1;
         let mu = self.mu();
         let d = self.d;
         let (batches, q) = if self.kwargs.batch_mode {
-            (self.kwargs.batch_num, self.kwargs.sample_num / self.kwargs.batch_num)
+            (
+                self.kwargs.batch_num,
+                self.kwargs.sample_num / self.kwargs.batch_num,
+            )
         } else {
             (1, self.kwargs.sample_num)
         };
         let rng = self.own_rng.as_mut().unwrap_or(rng);
-        let flat = y.to_shape(d).map_err(|e| maxi_core::MaxiError::Other(e.to_string()))?;
+        let flat = y
+            .to_shape(d)
+            .map_err(|e| maxi_core::MaxiError::Other(e.to_string()))?;
         let mut item_shape = vec![q];
         item_shape.extend_from_slice(y.shape());
         let mut g = Array1::<f64>::zeros(d);
@@ -182,7 +195,10 @@ pub struct UrvFactory;
 impl GradientFactory for UrvFactory {
     type Kwargs = UrvKwargs;
     fn build(kwargs: &UrvKwargs, ctx: &GradientContext<'_>) -> Result<Box<dyn Gradient>> {
-        Ok(Box::new(Urv::new(kwargs.clone(), ctx.shape.iter().product())))
+        Ok(Box::new(Urv::new(
+            kwargs.clone(),
+            ctx.shape.iter().product(),
+        )))
     }
 }
 
@@ -336,7 +352,8 @@ mod tests {
         };
         assert_eq!(KwargsSpec::validate(&bad).unwrap_err().field, "mu");
         let seed_spelling: UrvKwargs =
-            serde_json::from_value(serde_json::json!({"mu": null, "num_iter": 150})).expect("alias");
+            serde_json::from_value(serde_json::json!({"mu": null, "num_iter": 150}))
+                .expect("alias");
         assert_eq!(seed_spelling.sample_num, 150);
     }
 }

@@ -63,7 +63,10 @@ impl KwargsSpec for UsrvKwargs {
         if let Some(mu) = self.mu
             && !(mu.is_finite() && mu > 0.0)
         {
-            return Err(KwargProblem::new("mu", format!("must be a positive number or null, got {mu}")));
+            return Err(KwargProblem::new(
+                "mu",
+                format!("must be a positive number or null, got {mu}"),
+            ));
         }
         if self.sample_num == 0 {
             return Err(KwargProblem::new("sample_num", "must be at least 1"));
@@ -120,12 +123,20 @@ fn shape_err(e: impl std::fmt::Display) -> MaxiError {
 }
 
 impl Gradient for Usrv {
-    fn gradient(&mut self, problem: &Problem, y: ArrayViewD<'_, f64>, rng: &mut MaxiRng) -> Result<ArrayD<f64>> {
+    fn gradient(
+        &mut self,
+        problem: &Problem,
+        y: ArrayViewD<'_, f64>,
+        rng: &mut MaxiRng,
+    ) -> Result<ArrayD<f64>> {
         self.calls += 1;
         let mu = self.mu();
         let d = self.d;
         let (batches, q) = if self.kwargs.batch_mode {
-            (self.kwargs.batch_num, self.kwargs.sample_num / self.kwargs.batch_num)
+            (
+                self.kwargs.batch_num,
+                self.kwargs.sample_num / self.kwargs.batch_num,
+            )
         } else {
             (1, self.kwargs.sample_num)
         };
@@ -141,7 +152,9 @@ impl Gradient for Usrv {
             let plus = &center + &step;
             let minus = &center - &step;
             let points = concatenate(Axis(0), &[plus.view(), minus.view()]).map_err(shape_err)?;
-            let points = points.into_shape_with_order(IxDyn(&shape)).map_err(shape_err)?;
+            let points = points
+                .into_shape_with_order(IxDyn(&shape))
+                .map_err(shape_err)?;
             let values = if b == 0 {
                 problem.eval_with_base(y.view(), points.view())?.1
             } else {
@@ -162,7 +175,10 @@ pub struct UsrvFactory;
 impl GradientFactory for UsrvFactory {
     type Kwargs = UsrvKwargs;
     fn build(kwargs: &UsrvKwargs, ctx: &GradientContext<'_>) -> Result<Box<dyn Gradient>> {
-        Ok(Box::new(Usrv::new(kwargs.clone(), ctx.shape.iter().product())))
+        Ok(Box::new(Usrv::new(
+            kwargs.clone(),
+            ctx.shape.iter().product(),
+        )))
     }
 }
 
@@ -185,7 +201,10 @@ mod tests {
 
     impl Loss for SinSum {
         fn eval_batch(&self, batch: ArrayViewD<'_, f64>) -> Result<Array1<f64>> {
-            Ok(batch.outer_iter().map(|r| r.iter().map(|v| v.sin()).sum()).collect())
+            Ok(batch
+                .outer_iter()
+                .map(|r| r.iter().map(|v| v.sin()).sum())
+                .collect())
         }
         fn bounds(&self) -> &Bounds {
             &self.bounds
@@ -204,7 +223,8 @@ mod tests {
             }),
             vec![d],
         );
-        let y = ArrayD::from_shape_vec(vec![d], (0..d).map(|i| i as f64 * 0.3).collect()).expect("shape");
+        let y = ArrayD::from_shape_vec(vec![d], (0..d).map(|i| i as f64 * 0.3).collect())
+            .expect("shape");
         let exact = y.mapv(f64::cos);
         let mut errs = Vec::new();
         for n in [200, 40_000] {

@@ -107,7 +107,10 @@ impl KwargsSpec for CemKwargs {
     fn validate(&self) -> std::result::Result<(), KwargProblem> {
         for (name, v) in [("c", self.c), ("gamma", self.gamma), ("K", self.k)] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(KwargProblem::new(name, format!("must be a finite number ≥ 0, got {v}")));
+                return Err(KwargProblem::new(
+                    name,
+                    format!("must be a finite number ≥ 0, got {v}"),
+                ));
             }
         }
         if let Some(v) = self.no_info_val
@@ -118,10 +121,16 @@ impl KwargsSpec for CemKwargs {
         if let Some([lo, hi]) = self.input_range
             && !(lo.is_finite() && hi.is_finite() && lo < hi)
         {
-            return Err(KwargProblem::new("input_range", format!("needs finite low < high, got [{lo}, {hi}]")));
+            return Err(KwargProblem::new(
+                "input_range",
+                format!("needs finite low < high, got [{lo}, {hi}]"),
+            ));
         }
         if self.pn_target.is_some() && self.mode.is_pp() {
-            return Err(KwargProblem::new("pn_target", "only applies to PN modes; remove it or use mode = \"PN\""));
+            return Err(KwargProblem::new(
+                "pn_target",
+                "only applies to PN modes; remove it or use mode = \"PN\"",
+            ));
         }
         Ok(())
     }
@@ -142,7 +151,11 @@ pub struct CemLoss {
     bounds: Bounds,
 }
 
-fn bound_array(spec: &BoundSpec, shape: &[usize], which: &str) -> std::result::Result<ArrayD<f64>, KwargProblem> {
+fn bound_array(
+    spec: &BoundSpec,
+    shape: &[usize],
+    which: &str,
+) -> std::result::Result<ArrayD<f64>, KwargProblem> {
     match spec {
         BoundSpec::Scalar(v) => Ok(ArrayD::from_elem(shape, *v)),
         BoundSpec::PerEntry(v) => {
@@ -150,10 +163,14 @@ fn bound_array(spec: &BoundSpec, shape: &[usize], which: &str) -> std::result::R
             if v.len() != d {
                 return Err(KwargProblem::new(
                     which,
-                    format!("has {} entries but the input has {d} (shape {shape:?}); give one value or one per entry", v.len()),
+                    format!(
+                        "has {} entries but the input has {d} (shape {shape:?}); give one value or one per entry",
+                        v.len()
+                    ),
                 ));
             }
-            ArrayD::from_shape_vec(IxDyn(shape), v.clone()).map_err(|e| KwargProblem::new(which, e.to_string()))
+            ArrayD::from_shape_vec(IxDyn(shape), v.clone())
+                .map_err(|e| KwargProblem::new(which, e.to_string()))
         }
     }
 }
@@ -199,12 +216,20 @@ impl CemLoss {
         let target = argmax(scores.index_axis(Axis(0), 0).iter());
         if let Some(p) = kw.pn_target {
             if p >= classes {
-                return Err(invalid(KwargProblem::new("pn_target", format!("is {p} but the model has {classes} classes (0..{})", classes - 1))));
+                return Err(invalid(KwargProblem::new(
+                    "pn_target",
+                    format!(
+                        "is {p} but the model has {classes} classes (0..{})",
+                        classes - 1
+                    ),
+                )));
             }
             if p == target {
                 return Err(invalid(KwargProblem::new(
                     "pn_target",
-                    format!("is the original class {target}; a pertinent negative must move to another class"),
+                    format!(
+                        "is the original class {target}; a pertinent negative must move to another class"
+                    ),
                 )));
             }
         }
@@ -213,7 +238,10 @@ impl CemLoss {
         {
             return Err(MaxiError::input(
                 "x",
-                format!("entry {i} is {} which is outside input_range [{lo}, {hi}]", x.iter().nth(i).copied().unwrap_or(f64::NAN)),
+                format!(
+                    "entry {i} is {} which is outside input_range [{lo}, {hi}]",
+                    x.iter().nth(i).copied().unwrap_or(f64::NAN)
+                ),
             ));
         }
         let no_info = kw.no_info_val.unwrap_or(0.0);
@@ -237,15 +265,21 @@ impl CemLoss {
                 None => ArrayD::from_elem(IxDyn(&shape), 1.0),
             };
             if let Some([lo, hi]) = kw.input_range {
-                ndarray::Zip::from(&mut lower).and(&mut upper).and(&x).for_each(|l, u, &xv| {
-                    *l = l.max(lo - xv);
-                    *u = u.min(hi - xv);
-                });
+                ndarray::Zip::from(&mut lower)
+                    .and(&mut upper)
+                    .and(&x)
+                    .for_each(|l, u, &xv| {
+                        *l = l.max(lo - xv);
+                        *u = u.min(hi - xv);
+                    });
             }
             (0.0, lower, upper)
         };
         let bounds = Bounds::new(lower, upper).map_err(|e| {
-            invalid(KwargProblem::new("lower", format!("{e}; check lower/upper/no_info_val/input_range")))
+            invalid(KwargProblem::new(
+                "lower",
+                format!("{e}; check lower/upper/no_info_val/input_range"),
+            ))
         })?;
         let ae = match &kw.ae {
             Some(r) => Some(Arc::new(CountingModel::new(ctx.models.resolve(r)?)) as Arc<dyn Model>),
@@ -297,7 +331,10 @@ impl Loss for CemLoss {
         if scores.ndim() != 2 || scores.shape()[1] <= self.target {
             return Err(MaxiError::ModelRun {
                 model: self.model.describe(),
-                message: format!("returned scores of shape {:?}; expected [{b}, classes]", scores.shape()),
+                message: format!(
+                    "returned scores of shape {:?}; expected [{b}, classes]",
+                    scores.shape()
+                ),
             });
         }
         let t = self.target;
@@ -312,7 +349,11 @@ impl Loss for CemLoss {
                     .map(|(_, v)| *v)
                     .fold(f64::NEG_INFINITY, f64::max),
             };
-            let margin = if self.mode.is_pp() { other - row[t] } else { row[t] - other };
+            let margin = if self.mode.is_pp() {
+                other - row[t]
+            } else {
+                row[t] - other
+            };
             out[i] = self.c * self.hinge(margin);
         }
         if let (Some(ae), true) = (&self.ae, self.gamma > 0.0) {
