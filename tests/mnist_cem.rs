@@ -22,7 +22,7 @@ fn pp(num_iter: usize, seed: u64) -> ExplanationGenerator {
             kw(json!({"mode": "PP", "c": 10.0, "K": 2.0, "gamma": 0.0, "no_info_val": -0.5})),
         )
         .optimizer("ao_exp_grad", kw(json!({"l1": 1.0, "l2": 0.0})))
-        .gradient("urv", kw(json!({"sample_num": 100})))
+        .gradient("urv", kw(json!({"sample_num": 99})))
         .num_iter(num_iter)
         .save_freq(50)
         .seed(seed)
@@ -69,7 +69,7 @@ fn pertinent_negative_of_340_changes_class_3_with_few_pixels() {
             kw(json!({"mode": "PN", "c": 10.0, "K": 2.0, "gamma": 0.0, "lower": 0.0, "input_range": [-0.5, 0.5]})),
         )
         .optimizer("ao_exp_grad", kw(json!({"l1": 5.0, "l2": 0.0})))
-        .gradient("urv", kw(json!({"sample_num": 100})))
+        .gradient("urv", kw(json!({"sample_num": 99})))
         .num_iter(199)
         .build()
         .expect("generator");

@@ -1,6 +1,6 @@
 //! Tuned CEM explanations on the bundled MNIST CNN: the pertinent positive of test image 2953
 //! (classified 5) and the pertinent negative of test image 340 (classified 3), each within
-//! 20,000 model rows.
+//! 20,000 model rows (199 updates × (1 + 99) rows + 2).
 //!
 //! ```text
 //! cargo run --release --example mnist_cem -- [pp|pn|both] [key=value ...]
@@ -16,9 +16,9 @@ use maxi::{ExplanationGenerator, Kwargs, Model, mnist, summary};
 /// Tuned settings for the PP of image 2953.
 fn pp_settings() -> Value {
     json!({
-        "index": 2953, "num_iter": 200, "seed": 0,
+        "index": 2953, "num_iter": 199, "seed": 0,
         "loss": {"mode": "PP", "c": 10.0, "K": 2.0, "gamma": 0.0, "no_info_val": -0.5},
-        "optimizer": {"name": "ao_exp_grad", "l1": 0.5, "l2": 0.0, "eta": 1.0},
+        "optimizer": {"name": "ao_exp_grad", "l1": 1.0, "l2": 0.0, "eta": 1.0},
         "gradient": {"sample_num": 99},
     })
 }
@@ -26,9 +26,9 @@ fn pp_settings() -> Value {
 /// Tuned settings for the PN of image 340.
 fn pn_settings() -> Value {
     json!({
-        "index": 340, "num_iter": 200, "seed": 0,
+        "index": 340, "num_iter": 199, "seed": 0,
         "loss": {"mode": "PN", "c": 10.0, "K": 2.0, "gamma": 0.0, "lower": 0.0, "input_range": [-0.5, 0.5]},
-        "optimizer": {"name": "ao_exp_grad", "l1": 0.5, "l2": 0.0, "eta": 1.0},
+        "optimizer": {"name": "ao_exp_grad", "l1": 5.0, "l2": 0.0, "eta": 1.0},
         "gradient": {"sample_num": 99},
     })
 }

@@ -1,0 +1,1 @@
+//! ONNX Runtime model backend for maxi (library loaded at run time)

@@ -1,0 +1,1 @@
+//! SDK for third-party maxi components: static (inventory) or dynamic (versioned C ABI)

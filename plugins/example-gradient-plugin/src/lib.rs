@@ -1,0 +1,1 @@
+//! The seed tutorial's URV estimator written by a third party as a maxi plugin
