@@ -104,6 +104,19 @@ impl Problem {
         Ok((base_value, values.slice(ndarray::s![1..]).to_owned()))
     }
 
+    /// Loss values of a batch whose first row is the base point of an estimate; the base value
+    /// is remembered for the step record. Saves the copy that [`Problem::eval_with_base`] makes.
+    pub fn eval_with_base_row(&self, batch: ArrayViewD<'_, f64>) -> Result<Array1<f64>> {
+        if batch.ndim() == 0 || batch.shape()[0] == 0 {
+            return Err(MaxiError::Other(
+                "eval_with_base_row needs at least the base row".into(),
+            ));
+        }
+        let values = self.eval_batch(batch.view())?;
+        self.remember(batch.index_axis(Axis(0), 0), values[0]);
+        Ok(values)
+    }
+
     /// Records the loss value at a point for later reuse.
     pub fn remember(&self, y: ArrayViewD<'_, f64>, value: f64) {
         *self.memo.borrow_mut() = Some((y.to_owned(), value));

@@ -15,7 +15,7 @@ fn linear() -> Arc<dyn Model> {
     });
     model_fn("linear", move |b: ArrayViewD<'_, f64>| {
         let n = b.shape()[0];
-        let flat = b.to_shape((n, 784)).expect("shape").to_owned();
+        let flat = b.to_shape((n, 784)).expect("shape");
         flat.dot(&w).into_dyn()
     })
 }

@@ -9,7 +9,7 @@
 
 use maxi_core::registry::{GradientContext, GradientFactory, KwargProblem, KwargsSpec};
 use maxi_core::{Gradient, MaxiRng, Problem, Result, rng_from_seed};
-use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis, IxDyn};
+use ndarray::{Array1, Array2, ArrayD, ArrayViewD, IxDyn, s};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
@@ -161,25 +161,32 @@ impl Gradient for Urv {
         let flat = y
             .to_shape(d)
             .map_err(|e| maxi_core::MaxiError::Other(e.to_string()))?;
-        let mut item_shape = vec![q];
-        item_shape.extend_from_slice(y.shape());
+        let scale = d as f64 / (mu * q as f64);
         let mut g = Array1::<f64>::zeros(d);
         let mut base: Option<f64> = None;
         for _ in 0..batches {
             let u = unit_directions(q, d, rng);
-            let points = &u * mu + &flat.view().insert_axis(Axis(0));
+            // rows: [base (first batch only); y + μ·u_1; ...; y + μ·u_q], one loss evaluation
+            let skip = usize::from(base.is_none());
+            let mut points = Array2::<f64>::zeros((q + skip, d));
+            points
+                .rows_mut()
+                .into_iter()
+                .for_each(|mut r| r.assign(&flat));
+            points.slice_mut(s![skip.., ..]).scaled_add(mu, &u);
+            let mut shape = vec![q + skip];
+            shape.extend_from_slice(y.shape());
             let points = points
-                .into_shape_with_order(IxDyn(&item_shape))
+                .into_shape_with_order(IxDyn(&shape))
                 .map_err(|e| maxi_core::MaxiError::Other(e.to_string()))?;
             let (f0, values) = match base {
                 None => {
-                    let (f0, v) = problem.eval_with_base(y.view(), points.view())?;
-                    base = Some(f0);
-                    (f0, v)
+                    let all = problem.eval_with_base_row(points.view())?;
+                    base = Some(all[0]);
+                    (all[0], all.slice(s![1..]).to_owned())
                 }
                 Some(f0) => (f0, problem.eval_batch(points.view())?),
             };
-            let scale = d as f64 / (mu * q as f64);
             let weights = values.mapv(|v| (v - f0) * scale);
             g += &weights.dot(&u);
         }
