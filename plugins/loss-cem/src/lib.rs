@@ -411,3 +411,169 @@ maxi_core::register_loss!(
     aliases = ["CEMLoss", "TF_CEMLoss", "Torch_CEMLoss"],
     doc = "Contrastive explanation: pertinent positives (PP) and negatives (PN), optional autoencoder term",
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use maxi_core::{Kwargs, model_fn};
+    use ndarray::{ArrayD, arr1};
+
+    /// Three classes over two inputs: s = W·z + b.
+    fn linear() -> Arc<dyn Model> {
+        model_fn("linear", |b: ArrayViewD<'_, f64>| {
+            let w = ndarray::arr2(&[[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]);
+            let n = b.shape()[0];
+            let z = b.to_shape((n, 2)).expect("shape");
+            (z.dot(&w.t()) + ndarray::arr1(&[0.0, 0.1, 0.0])).into_dyn()
+        })
+    }
+
+    fn kwargs(v: serde_json::Value) -> CemKwargs {
+        serde_json::from_value(v).expect("kwargs")
+    }
+
+    fn loss(v: serde_json::Value, x: &[f64], ae: Option<Arc<dyn Model>>) -> CemLoss {
+        let x = ArrayD::from_shape_vec(vec![2], x.to_vec()).expect("x");
+        let mut kw = kwargs(v);
+        let mut k = Kwargs::new();
+        if let Some(ae) = ae {
+            k = k.with_model("AE", ae);
+            kw.ae = Some(ModelRef("<in-memory model `AE`>".into()));
+        }
+        let resolver = k.resolver();
+        CemLoss::new(
+            &kw,
+            &LossContext {
+                x: x.view(),
+                model: linear(),
+                models: &resolver,
+            },
+        )
+        .expect("loss")
+    }
+
+    fn eval(l: &CemLoss, rows: &[[f64; 2]]) -> Vec<f64> {
+        let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+        let b = ArrayD::from_shape_vec(vec![rows.len(), 2], flat).expect("batch");
+        l.eval_batch(b.view()).expect("eval").to_vec()
+    }
+
+    #[test]
+    fn pp_is_the_hinge_of_the_class_margin_of_the_candidate_alone() {
+        // x = (0.9, 0.2): scores (0.9, 0.3, 0.55) → class 0
+        let l = loss(
+            json(r#"{"mode": "PP", "c": 2.0, "K": 0.3}"#),
+            &[0.9, 0.2],
+            None,
+        );
+        assert_eq!(l.target(), 0);
+        // δ = (0.4, 0.1): scores (0.4, 0.2, 0.25): top_other − s_0 = −0.15 → 2·(−0.15)
+        // δ = (0.0, 0.8): scores (0.0, 0.9, 0.4): 0.9 → 1.8; δ = (1, 0): −0.5 clipped at −K
+        let v = eval(&l, &[[0.4, 0.1], [0.0, 0.8], [1.0, 0.0]]);
+        let expect = [2.0 * -0.15, 2.0 * 0.9, 2.0 * -0.3];
+        for (a, b) in v.iter().zip(expect) {
+            assert!((a - b).abs() < 1e-12, "{v:?}");
+        }
+    }
+
+    fn json(s: &str) -> serde_json::Value {
+        serde_json::from_str(s).expect("json")
+    }
+
+    #[test]
+    fn pn_shows_x_plus_delta_and_can_fix_the_target() {
+        let l = loss(
+            json(r#"{"mode": "PN", "c": 1.0, "K": 5.0}"#),
+            &[0.9, 0.2],
+            None,
+        );
+        // x + δ = (0.9, 0.7): scores (0.9, 0.8, 0.8) → s_0 − top_other = 0.1
+        let v = eval(&l, &[[0.0, 0.5]]);
+        assert!((v[0] - 0.1).abs() < 1e-12);
+        let l = loss(
+            json(r#"{"mode": "PN", "pn_target": 2, "K": 5.0}"#),
+            &[0.9, 0.2],
+            None,
+        );
+        // s_0 − s_2 = 0.9 − 0.8
+        assert!((eval(&l, &[[0.0, 0.5]])[0] - 0.1).abs() < 1e-12);
+        // default box [-1, 1] intersected with input_range − x
+        let l = loss(
+            json(r#"{"mode": "PN", "input_range": [0.0, 1.0]}"#),
+            &[0.9, 0.2],
+            None,
+        );
+        assert_eq!(l.bounds().lower().as_slice().expect("slice"), &[-0.9, -0.2]);
+        assert!((l.bounds().upper()[[0]] - 0.1).abs() < 1e-12);
+        assert_eq!(l.bounds().upper()[[1]], 0.8);
+        assert_eq!(l.start(), ArrayD::<f64>::zeros(vec![2]));
+    }
+
+    #[test]
+    fn smooth_modes_use_the_softplus_hinge() {
+        let l = loss(
+            json(r#"{"mode": "PPSMOOTH", "c": 1.0, "K": 0.0}"#),
+            &[0.9, 0.2],
+            None,
+        );
+        let v = eval(&l, &[[0.4, 0.1]]);
+        assert!((v[0] - (1.0 + (-0.15f64).exp()).ln()).abs() < 1e-12);
+        let l = loss(json(r#"{"mode": "PNSMOOTH", "K": 2.0}"#), &[0.9, 0.2], None);
+        let v = eval(&l, &[[0.0, 0.5]]);
+        assert!((v[0] - (softplus(0.1 + 2.0) - 2.0)).abs() < 1e-12);
+        assert_eq!(softplus(1000.0), 1000.0);
+        assert!(softplus(-1000.0) >= 0.0 && softplus(-1000.0) < 1e-300);
+        assert!((softplus(0.0) - 2f64.ln()).abs() < 1e-15);
+    }
+
+    #[test]
+    fn autoencoder_term_adds_gamma_times_the_reconstruction_error() {
+        let half = model_fn("half", |b: ArrayViewD<'_, f64>| b.mapv(|v| 0.5 * v));
+        let l = loss(
+            json(r#"{"mode": "PP", "c": 0.0, "gamma": 3.0}"#),
+            &[0.9, 0.2],
+            Some(half),
+        );
+        // ‖δ − δ/2‖² = 0.25·(0.16 + 0.01)
+        let v = eval(&l, &[[0.4, 0.1]]);
+        assert!((v[0] - 3.0 * 0.25 * 0.17).abs() < 1e-12, "{v:?}");
+    }
+
+    #[test]
+    fn pp_variable_is_the_offset_from_the_no_information_value() {
+        let l = loss(
+            json(r#"{"mode": "PP", "no_info_val": -0.5}"#),
+            &[0.3, -0.5],
+            None,
+        );
+        assert_eq!(l.bounds().lower(), &arr1(&[0.0, 0.0]).into_dyn());
+        assert_eq!(l.bounds().upper(), &arr1(&[0.8, 0.0]).into_dyn());
+        assert_eq!(l.start(), arr1(&[0.8, 0.0]).into_dyn());
+        let y = arr1(&[0.0, 0.0]).into_dyn();
+        assert_eq!(l.candidate(y.view()), arr1(&[-0.5, -0.5]).into_dyn());
+    }
+
+    #[test]
+    fn a_batch_equals_its_rows_one_at_a_time() {
+        let l = loss(
+            json(r#"{"mode": "PN", "c": 3.0, "K": 0.2}"#),
+            &[0.9, 0.2],
+            None,
+        );
+        let rows = [[0.1, 0.3], [-0.2, 0.6], [0.0, 0.0]];
+        let all = eval(&l, &rows);
+        for (r, v) in rows.iter().zip(&all) {
+            assert_eq!(eval(&l, &[*r])[0], *v);
+        }
+    }
+
+    #[test]
+    fn kwargs_are_checked() {
+        let k: CemKwargs = kwargs(json(r#"{"mode": "pp", "kappa": 3.0}"#));
+        assert_eq!((k.mode, k.k, k.c, k.gamma), (CemMode::Pp, 3.0, 1.0, 10.0));
+        let bad = kwargs(json(r#"{"mode": "PP", "pn_target": 1}"#));
+        assert_eq!(KwargsSpec::validate(&bad).unwrap_err().field, "pn_target");
+        let bad = kwargs(json(r#"{"mode": "PN", "input_range": [1.0, 0.0]}"#));
+        assert_eq!(KwargsSpec::validate(&bad).unwrap_err().field, "input_range");
+    }
+}
