@@ -9,9 +9,10 @@
 
 use maxi_core::registry::{GradientContext, GradientFactory, KwargProblem, KwargsSpec};
 use maxi_core::{Gradient, MaxiRng, Problem, Result, rng_from_seed};
-use ndarray::{Array1, Array2, ArrayD, ArrayViewD, IxDyn, s};
-use rand_distr::{Distribution, StandardNormal};
+use ndarray::{Array1, Array2, ArrayD, ArrayView1, ArrayView2, ArrayViewD, IxDyn, s};
 use serde::{Deserialize, Serialize};
+
+pub mod normal;
 
 fn default_samples() -> usize {
     100
@@ -91,21 +92,37 @@ impl KwargsSpec for UrvKwargs {
     }
 }
 
+/// Fills `z` (`q·d` entries, row-major) with Gaussian draws and `inv_norm` (`q` entries) with
+/// the reciprocal Euclidean norm of each row, so that the unit directions are
+/// `u_j = z_j · inv_norm_j`. Keeping the norm separate saves a pass over the draws.
+pub fn fill_gaussian_directions(z: &mut [f64], d: usize, inv_norm: &mut [f64], rng: &mut MaxiRng) {
+    normal::fill_standard_normal(z, rng);
+    for (row, slot) in z.chunks_exact_mut(d.max(1)).zip(inv_norm.iter_mut()) {
+        let mut sum_sq: f64 = row.iter().map(|v| v * v).sum();
+        while sum_sq <= 0.0 {
+            normal::fill_standard_normal(row, rng);
+            sum_sq = row.iter().map(|v| v * v).sum();
+        }
+        *slot = 1.0 / sum_sq.sqrt();
+    }
+}
+
+/// Draws `q` Gaussian vectors of `d` entries: the raw draws `[q, d]` and the reciprocal norm of
+/// each row (see [`fill_gaussian_directions`]).
+pub fn gaussian_directions(q: usize, d: usize, rng: &mut MaxiRng) -> (Array2<f64>, Array1<f64>) {
+    let mut z = Array2::<f64>::zeros((q, d));
+    let mut inv_norm = Array1::<f64>::zeros(q);
+    if let (Some(zs), Some(ns)) = (z.as_slice_mut(), inv_norm.as_slice_mut()) {
+        fill_gaussian_directions(zs, d, ns, rng);
+    }
+    (z, inv_norm)
+}
+
 /// Draws `q` directions of `d` entries, each scaled to unit Euclidean norm.
 pub fn unit_directions(q: usize, d: usize, rng: &mut MaxiRng) -> Array2<f64> {
-    let mut u = Array2::<f64>::zeros((q, d));
-    for mut row in u.rows_mut() {
-        loop {
-            row.iter_mut()
-                .for_each(|v| *v = StandardNormal.sample(&mut *rng));
-            let n = row.dot(&row).sqrt();
-            if n > 0.0 {
-                row.mapv_inplace(|v| v / n);
-                break;
-            }
-        }
-    }
-    u
+    let (mut z, inv_norm) = gaussian_directions(q, d, rng);
+    z *= &inv_norm.insert_axis(ndarray::Axis(1));
+    z
 }
 
 /// The URV estimator (see the crate docs).
@@ -114,6 +131,10 @@ pub struct Urv {
     d: usize,
     calls: u64,
     own_rng: Option<MaxiRng>,
+    /// Reused buffers: Gaussian draws, reciprocal norms, and the batch of points.
+    z: Vec<f64>,
+    inv_norm: Vec<f64>,
+    points: Vec<f64>,
 }
 
 impl Urv {
@@ -125,6 +146,9 @@ impl Urv {
             d,
             calls: 0,
             own_rng,
+            z: Vec::new(),
+            inv_norm: Vec::new(),
+            points: Vec::new(),
         }
     }
 
@@ -158,37 +182,46 @@ impl Gradient for Urv {
             (1, self.kwargs.sample_num)
         };
         let rng = self.own_rng.as_mut().unwrap_or(rng);
-        let flat = y
-            .to_shape(d)
-            .map_err(|e| maxi_core::MaxiError::Other(e.to_string()))?;
+        let flat: Vec<f64> = y.iter().copied().collect();
         let scale = d as f64 / (mu * q as f64);
         let mut g = Array1::<f64>::zeros(d);
         let mut base: Option<f64> = None;
+        self.z.resize(q * d, 0.0);
+        self.inv_norm.resize(q, 0.0);
         for _ in 0..batches {
-            let u = unit_directions(q, d, rng);
+            fill_gaussian_directions(&mut self.z, d, &mut self.inv_norm, rng);
             // rows: [base (first batch only); y + μ·u_1; ...; y + μ·u_q], one loss evaluation
             let skip = usize::from(base.is_none());
-            let mut points = Array2::<f64>::zeros((q + skip, d));
-            points
-                .rows_mut()
-                .into_iter()
-                .for_each(|mut r| r.assign(&flat));
-            points.slice_mut(s![skip.., ..]).scaled_add(mu, &u);
+            self.points.resize((q + skip) * d, 0.0);
+            let (head, rows) = self.points.split_at_mut(skip * d);
+            head.copy_from_slice(&flat[..head.len()]);
+            for ((row, zj), inv) in rows
+                .chunks_exact_mut(d.max(1))
+                .zip(self.z.chunks_exact(d.max(1)))
+                .zip(&self.inv_norm)
+            {
+                let step = mu * inv;
+                for ((p, y), z) in row.iter_mut().zip(&flat).zip(zj) {
+                    *p = y + step * z;
+                }
+            }
             let mut shape = vec![q + skip];
             shape.extend_from_slice(y.shape());
-            let points = points
-                .into_shape_with_order(IxDyn(&shape))
+            let points = ArrayViewD::from_shape(IxDyn(&shape), &self.points)
                 .map_err(|e| maxi_core::MaxiError::Other(e.to_string()))?;
             let (f0, values) = match base {
                 None => {
-                    let all = problem.eval_with_base_row(points.view())?;
+                    let all = problem.eval_with_base_row(points)?;
                     base = Some(all[0]);
                     (all[0], all.slice(s![1..]).to_owned())
                 }
-                Some(f0) => (f0, problem.eval_batch(points.view())?),
+                Some(f0) => (f0, problem.eval_batch(points)?),
             };
-            let weights = values.mapv(|v| (v - f0) * scale);
-            g += &weights.dot(&u);
+            // Σ_j scale·(L_j − L_0)·u_j with u_j = z_j·inv_norm_j
+            let weights = (values - f0) * &ArrayView1::from(&self.inv_norm) * scale;
+            let z = ArrayView2::from_shape((q, d), &self.z)
+                .map_err(|e| maxi_core::MaxiError::Other(e.to_string()))?;
+            g += &weights.dot(&z);
         }
         g /= batches as f64;
         g.into_shape_with_order(IxDyn(y.shape()))
