@@ -218,7 +218,7 @@ impl Gradient for Urv {
                 Some(f0) => (f0, problem.eval_batch(points)?),
             };
             // Σ_j scale·(L_j − L_0)·u_j with u_j = z_j·inv_norm_j
-            let weights = (values - f0) * &ArrayView1::from(&self.inv_norm) * scale;
+            let weights = (values - f0) * ArrayView1::from(&self.inv_norm) * scale;
             let z = ArrayView2::from_shape((q, d), &self.z)
                 .map_err(|e| maxi_core::MaxiError::Other(e.to_string()))?;
             g += &weights.dot(&z);
