@@ -1,0 +1,177 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use maxi::Kind;
+
+/// Explain black-box classifiers by optimisation: pertinent positives and negatives (CEM)
+/// found with zero-order gradients (URV, USRV) and exponentiated-gradient optimisers.
+///
+/// Start with `maxi explain`: it explains MNIST test image 2953 with the bundled CNN and a tuned
+/// config (configs/mnist_pp.toml) and writes the results to maxi-out/. `maxi list` shows every
+/// component and its kwargs.
+#[derive(Debug, Parser)]
+#[command(name = "maxi", version, arg_required_else_help = true)]
+pub struct Cli {
+    /// Load a plugin library (.so) before anything else; repeatable. The variable
+    /// MAXI_PLUGIN_PATH (colon-separated files, or folders of *.so) is read too.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub plugin: Vec<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List every registered component (built-in and plugins) with its kwargs.
+    List(ListArgs),
+    /// Explain one input with a config; with no arguments, run the bundled main job.
+    #[command(after_long_help = EXPLAIN_AFTER_HELP)]
+    Explain(ExplainArgs),
+}
+
+/// Arguments of `maxi list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only components of this kind: loss, gradient, optimizer or model.
+    #[arg(long, value_name = "KIND", value_parser = parse_kind)]
+    pub kind: Option<Kind>,
+
+    /// Print a JSON array of {kind, name, aliases, doc, kwargs_schema, kwargs, origin}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `maxi explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Config file, TOML (.toml) or JSON (.json): [generator], [loss], [optimizer], [gradient],
+    /// optional [model] and [input]. Default: the bundled configs/mnist_pp.toml.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Model file (e.g. .onnx); overrides [model] path. Relative to the current folder.
+    #[arg(long, short = 'm', value_name = "MODEL")]
+    pub model: Option<PathBuf>,
+
+    /// Input to explain: a .npy file (float32/float64, the model's item shape, optionally with
+    /// a leading batch axis of 1), a .png file (grey or RGB, see --pixel-range), or
+    /// `mnist:N` for the bundled MNIST test image N. Overrides [input] path.
+    #[arg(long, short = 'i', value_name = "INPUT")]
+    pub input: Option<String>,
+
+    /// Output folder; replaced as a whole when the run succeeds, untouched otherwise.
+    #[arg(long, short = 'o', value_name = "DIR", default_value = "maxi-out")]
+    pub out: PathBuf,
+
+    /// Seed of the run (overrides [generator] seed); the same seed gives the same files.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+
+    /// Print nothing but errors (no progress, no verdict).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+
+    /// PNG inputs: the model values that pixel 0 and the brightest pixel (255) map to, e.g.
+    /// `--pixel-range=-0.5,0.5` for the bundled MNIST models. Overrides [input] pixel_range;
+    /// default 0,1. Also used to draw the PNG outputs.
+    #[arg(long, value_name = "LO,HI", allow_hyphen_values = true, value_parser = parse_range)]
+    pub pixel_range: Option<[f64; 2]>,
+
+    /// Model backend (a `maxi list --kind model` name); overrides [model] backend. Default:
+    /// the backend registered for the model file's extension.
+    #[arg(long, value_name = "NAME")]
+    pub backend: Option<String>,
+
+    /// Worker threads of the model backend (its `threads` kwarg); overrides [model] threads.
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
+    pub threads: Option<u64>,
+}
+
+const EXPLAIN_AFTER_HELP: &str = "\
+Config example (TOML; JSON has the same shape):
+
+  [generator]
+  num_iter = 200        # optimiser updates (>= 1)
+  save_freq = 100       # savepoints after update 1, every save_freq-th and the last
+  seed = 1
+  [model]               # optional: backend, path and backend kwargs (e.g. threads)
+  path = \"model.onnx\"
+  [input]               # optional: path (or mnist:N) and pixel_range for PNG inputs
+  path = \"digit.png\"
+  pixel_range = [-0.5, 0.5]
+  [loss]
+  name = \"cem\"
+  mode = \"PP\"
+  c = 1.0
+  K = 20.0
+  AE = \"ae.onnx\"        # model-valued kwargs are file paths, relative to the config file
+  [optimizer]
+  name = \"ao_exp_grad\"
+  l1 = 0.25
+  [gradient]
+  name = \"urv\"
+  sample_num = 100
+
+Each component table holds `name` plus that component's kwargs (see `maxi list`); unknown
+tables and keys are errors. Paths in a config are relative to the config file; paths on the
+command line are relative to the current folder.
+
+Outputs in --out: report.json (classes, sparsity, cost, seed, resolved config, per-step
+history), iter_<n>.npy and iter_<n>.png per savepoint, explanation.png (input | explanation,
+and x + delta for PN) and heatmap.png (|delta|, blurred, colour-mapped).
+
+Exit codes: 0 success, 2 bad usage/config/input, 1 failure while running, 130 interrupted.";
+
+fn parse_kind(s: &str) -> Result<Kind, String> {
+    s.parse()
+}
+
+fn parse_threads(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not a thread count; give a whole number ≥ 1"
+        )),
+    }
+}
+
+/// Parses `LO,HI` with finite LO < HI.
+pub fn parse_range(s: &str) -> Result<[f64; 2], String> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let bad = || format!("`{s}` is not LO,HI with two numbers LO < HI (e.g. -0.5,0.5 or 0,1)");
+    if parts.len() != 2 {
+        return Err(bad());
+    }
+    let lo: f64 = parts[0].parse().map_err(|_| bad())?;
+    let hi: f64 = parts[1].parse().map_err(|_| bad())?;
+    if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+        return Err(bad());
+    }
+    Ok([lo, hi])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("-0.5,0.5"), Ok([-0.5, 0.5]));
+        assert_eq!(parse_range(" 0 , 1 "), Ok([0.0, 1.0]));
+        assert!(parse_range("1,0").is_err());
+        assert!(parse_range("0").is_err());
+        assert!(parse_range("a,b").is_err());
+        assert!(parse_range("0,inf").is_err());
+    }
+}

@@ -1,0 +1,562 @@
+//! `maxi explain`: validate everything, run the generator, write the outputs atomically.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use maxi::ndarray::ArrayD;
+use maxi::registry::{Builder, ModelContext, ParsedKwargs};
+use maxi::serde_json::{self, Map, Value, json};
+use maxi::summary::{self, NONZERO_THRESHOLD};
+use maxi::{Explanation, ExplanationGenerator, Kind, Kwargs, MaxiError, Model, predict_class};
+use ndarray_npy::WriteNpyExt;
+
+use crate::cli::ExplainArgs;
+use crate::config::{ComponentSpec, Config};
+use crate::error::{CliError, CliResult};
+use crate::input::{self, Source};
+use crate::list::print_stdout;
+use crate::output::{Staging, check_out_dir};
+use crate::progress::{Mode, Progress};
+use crate::render::{self, Layout};
+
+/// Folder of the configs shipped with maxi (`configs/` of the source tree).
+pub fn bundled_configs_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs"))
+}
+
+/// The config of the main job (`maxi explain` with no `--config`).
+pub fn default_config() -> PathBuf {
+    bundled_configs_dir().join("mnist_pp.toml")
+}
+
+/// A model built through the registry.
+struct LoadedModel {
+    model: Arc<dyn Model>,
+    /// Resolved `[model]` table: `backend` plus every kwarg with defaults.
+    config: Value,
+}
+
+/// Runs `maxi explain`.
+pub fn run(args: &ExplainArgs) -> CliResult<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    install_ctrl_c(stop.clone(), args.quiet);
+
+    let bundled = args.config.is_none();
+    let config_path = args.config.clone().unwrap_or_else(default_config);
+    if bundled && !config_path.is_file() {
+        return Err(CliError::usage(format!(
+            "no --config given and the bundled main-job config {} is missing (it ships with the maxi source tree); pass --config FILE, --model MODEL and --input INPUT",
+            config_path.display()
+        )));
+    }
+    let cfg = Config::load(&config_path)?;
+    let file = cfg.file.display().to_string();
+    if bundled && !args.quiet {
+        eprintln!(
+            "maxi: no --config given: running the main job from {} (copy that file to start your own)",
+            shown_path(&config_path)
+        );
+    }
+
+    // Everything is validated before anything is written.
+    let seed = args.seed.or(cfg.generator.seed).unwrap_or(0);
+    let progress = Arc::new(Progress::new(Mode::detect(args.quiet), stop.clone()));
+    let generator = build_generator(&cfg, seed, progress.clone())?;
+    check_out_dir(&args.out)?;
+    let loaded = load_model(&cfg, args)?;
+    let pixel_range = args.pixel_range.or(cfg.input.pixel_range);
+    let source = match (&args.input, &cfg.input.path) {
+        (Some(s), _) => Source::parse(s, None)?,
+        (None, Some(p)) => Source::parse(p, Some(&cfg.dir))?,
+        (None, None) => {
+            return Err(CliError::usage(format!(
+                "no input to explain: pass --input FILE (.npy, .png or mnist:N) or set [input] path in {file}"
+            )));
+        }
+    };
+    let model_shape = loaded.model.input_shape();
+    let x = input::load(
+        &source,
+        model_shape.as_deref(),
+        pixel_range.unwrap_or([0.0, 1.0]),
+    )?;
+    if stop.load(Ordering::SeqCst) {
+        return Err(CliError::interrupted(format!(
+            "interrupted before the run; nothing was written to {}",
+            args.out.display()
+        )));
+    }
+
+    // The outputs are collected next to --out and swapped in at the end; dropping the staging
+    // folder on any error leaves --out as it was.
+    let staging = Staging::new(&args.out)?;
+
+    let result = generator.run(x.view(), loaded.model.clone());
+    progress.finish();
+    let e = result.map_err(|e| {
+        if e.is_usage() {
+            CliError::from_maxi_in(e, &format!("while setting up the run from {file}"))
+        } else {
+            CliError::runtime(format!(
+                "{e}; the run stopped and nothing was written to {}",
+                args.out.display()
+            ))
+        }
+    })?;
+    if e.stopped_early || stop.load(Ordering::SeqCst) {
+        return Err(CliError::interrupted(format!(
+            "interrupted at iteration {} of {}; nothing was written to {}",
+            e.history.len(),
+            cfg.generator.num_iter.unwrap_or(e.history.len()),
+            args.out.display()
+        )));
+    }
+
+    let mut resolved = e.config.clone();
+    resolved["model"] = loaded.config.clone();
+    resolved["input"] = json!({"path": source.describe(), "pixel_range": pixel_range});
+    let display = display_range(pixel_range, &e, &source, &x);
+    let outcome = summarise(&e, &x, loaded.model.as_ref())?;
+    let mut report = outcome.report.clone();
+    report.insert("seed".into(), json!(e.seed));
+    report.insert("config".into(), resolved);
+    report.insert("config_file".into(), json!(file));
+    report.insert(
+        "model".into(),
+        json!({
+            "path": loaded.config.get("path"),
+            "backend": loaded.config.get("backend"),
+            "describe": loaded.model.describe(),
+            "input_shape": model_shape,
+        }),
+    );
+    report.insert(
+        "input".into(),
+        json!({"source": source.describe(), "shape": x.shape(), "display_range": display}),
+    );
+    report.insert("verdict".into(), json!(outcome.verdict));
+    report.insert("history".into(), json!(e.history));
+    report.insert("stopped_early".into(), json!(e.stopped_early));
+    report.insert("maxi_version".into(), json!(env!("CARGO_PKG_VERSION")));
+
+    let written = write_outputs(staging, args, &e, &x, &outcome, display, report, &stop)?;
+    if !args.quiet {
+        let mut text = format!("{}\n", outcome.verdict);
+        text.push_str(&format!(
+            "wrote {}/: {}\n",
+            args.out.display().to_string().trim_end_matches('/'),
+            files_line(&written, &e)
+        ));
+        print_stdout(&text)?;
+    }
+    Ok(())
+}
+
+fn shown_path(p: &Path) -> String {
+    let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    match std::env::current_dir() {
+        Ok(cwd) => p
+            .strip_prefix(&cwd)
+            .map(Path::to_path_buf)
+            .unwrap_or(p)
+            .display()
+            .to_string(),
+        Err(_) => p.display().to_string(),
+    }
+}
+
+fn install_ctrl_c(stop: Arc<AtomicBool>, quiet: bool) {
+    // A second Ctrl-C quits at once; the staging folder (never --out itself) may then remain.
+    let _ = ctrlc::set_handler(move || {
+        if stop.swap(true, Ordering::SeqCst) {
+            std::process::exit(i32::from(crate::error::EXIT_INTERRUPTED));
+        }
+        if !quiet {
+            eprintln!("\ninterrupted: stopping after this update (Ctrl-C again to quit at once)");
+        }
+    });
+}
+
+fn kwargs_of(spec: &ComponentSpec, cfg: &Config) -> CliResult<Kwargs> {
+    Ok(Kwargs::from_serialize(&spec.kwargs)?.with_base_dir(&cfg.dir))
+}
+
+/// Builds the generator: resolves names and validates kwargs and settings; errors name the
+/// config table and file.
+fn build_generator(
+    cfg: &Config,
+    seed: u64,
+    progress: Arc<Progress>,
+) -> CliResult<ExplanationGenerator> {
+    let mut b = ExplanationGenerator::builder()
+        .loss(&cfg.loss.name, kwargs_of(&cfg.loss, cfg)?)
+        .optimizer(&cfg.optimizer.name, kwargs_of(&cfg.optimizer, cfg)?)
+        .gradient(&cfg.gradient.name, kwargs_of(&cfg.gradient, cfg)?)
+        .seed(seed)
+        .observer(progress);
+    if let Some(n) = cfg.generator.num_iter {
+        b = b.num_iter(n);
+    }
+    if let Some(f) = cfg.generator.save_freq {
+        b = b.save_freq(f);
+    }
+    b.build().map_err(|e| {
+        let file = cfg.file.display();
+        let context = match &e {
+            MaxiError::UnknownComponent { kind, .. }
+            | MaxiError::UnknownKwarg { kind, .. }
+            | MaxiError::InvalidKwarg { kind, .. } => {
+                format!("in [{kind}] of {file}; see `maxi list --kind {kind}`")
+            }
+            MaxiError::InvalidSetting { .. } => format!("in [generator] of {file}"),
+            _ => format!("in {file}"),
+        };
+        CliError::from_maxi_in(e, &context)
+    })
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    std::env::current_dir()
+        .map(|cwd| cwd.join(p))
+        .unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Builds the model through the registry: `[model]` backend/path/kwargs, overridden by
+/// `--model`, `--backend` and `--threads`.
+fn load_model(cfg: &Config, args: &ExplainArgs) -> CliResult<LoadedModel> {
+    let file = cfg.file.display().to_string();
+    let (path, hint) = match (&args.model, &cfg.model.path) {
+        (Some(p), _) => (
+            absolute(p),
+            "check --model (relative to the current folder)".to_string(),
+        ),
+        (None, Some(p)) => (
+            absolute(&cfg.dir.join(p)),
+            format!("check [model] path in {file} (relative to the config file) or pass --model"),
+        ),
+        (None, None) => {
+            return Err(CliError::usage(format!(
+                "no model to explain: pass --model MODEL.onnx or set [model] path in {file}"
+            )));
+        }
+    };
+    if !path.exists() {
+        return Err(CliError::usage(format!(
+            "model file {} not found; {hint}",
+            path.display()
+        )));
+    }
+    let backend = args.backend.as_ref().or(cfg.model.backend.as_ref());
+    let component = {
+        let registry = maxi::registry::global()?;
+        match backend {
+            Some(name) => registry.get(Kind::Model, name).map_err(|e| {
+                CliError::from_maxi_in(
+                    e,
+                    &format!(
+                        "from --backend or [model] backend in {file}; see `maxi list --kind model`"
+                    ),
+                )
+            })?,
+            None => {
+                let ext = path
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .unwrap_or_default()
+                    .to_string();
+                registry.model_for_extension(&ext).ok_or_else(|| {
+                    let names: Vec<String> = registry
+                        .components(Some(Kind::Model))
+                        .iter()
+                        .map(|c| c.name.clone())
+                        .collect();
+                    CliError::usage(format!(
+                        "no model backend opens `.{ext}` files like {} (backends: {}); pass --backend NAME or set [model] backend in {file}",
+                        path.display(),
+                        if names.is_empty() { "none".into() } else { names.join(", ") }
+                    ))
+                })?
+            }
+        }
+    };
+    let mut kw: Map<String, Value> = cfg.model.kwargs.clone();
+    kw.insert("path".into(), json!(path.display().to_string()));
+    if let Some(t) = args.threads {
+        kw.insert("threads".into(), json!(t));
+    }
+    let kwargs = Kwargs::from_serialize(&kw)?.with_base_dir(&cfg.dir);
+    let parsed = component.parse_kwargs(&kwargs).map_err(|e| {
+        CliError::from_maxi_in(
+            e,
+            &format!("in [model] of {file} or from --threads; see `maxi list --kind model`"),
+        )
+    })?;
+    let model = match component.builder() {
+        Builder::Model(build, _) => build(
+            parsed.as_ref(),
+            &ModelContext {
+                base_dir: Some(&cfg.dir),
+            },
+        )?,
+        _ => {
+            return Err(CliError::runtime(format!(
+                "internal: `{}` is not a model backend",
+                component.name
+            )));
+        }
+    };
+    let mut config = ParsedKwargs::to_json(parsed.as_ref());
+    if let Value::Object(m) = &mut config {
+        m.insert("backend".into(), json!(component.name));
+    }
+    Ok(LoadedModel { model, config })
+}
+
+/// What the run shows, in numbers and one sentence.
+struct Outcome {
+    report: Map<String, Value>,
+    verdict: String,
+    /// `PN` explanations add δ to the input; the others replace it.
+    is_pn: bool,
+    /// The change each candidate stands for: `candidate − no_info_val` (PP), `candidate` (PN).
+    reference: f64,
+}
+
+fn summarise(e: &Explanation, x: &ArrayD<f64>, model: &dyn Model) -> CliResult<Outcome> {
+    let loss = e.config["loss"]["name"].as_str().unwrap_or("?").to_string();
+    let mode = e.config["loss"]["mode"].as_str().unwrap_or_default();
+    let is_pn = mode.starts_with("PN");
+    let reference = if is_pn {
+        0.0
+    } else {
+        e.config["loss"]["no_info_val"].as_f64().unwrap_or(0.0)
+    };
+    let last = e.last_record();
+    let mut report = Map::new();
+    report.insert("loss".into(), json!(loss));
+    report.insert("entries".into(), json!(x.len()));
+    report.insert("iterations".into(), json!(e.history.len()));
+    report.insert("attack_loss".into(), json!(last.map(|r| r.attack_loss)));
+    report.insert("objective".into(), json!(last.map(|r| r.objective)));
+    report.insert("model_rows".into(), json!(e.model.rows));
+    report.insert("model_calls".into(), json!(e.model.calls));
+    report.insert("loss_rows".into(), json!(e.loss_rows));
+    report.insert("wall_s".into(), json!(e.wall_seconds));
+    report.insert("model_s".into(), json!(e.model.seconds));
+    let unit = match render::layout(x.shape()) {
+        Some(l) if l.channels == 1 => "pixels",
+        _ => "entries",
+    };
+    let verdict = if loss == "cem" {
+        let s = summary::cem_summary(e, x.view(), model)?;
+        if let Value::Object(m) = serde_json::to_value(&s)
+            .map_err(|err| CliError::runtime(format!("internal: summary: {err}")))?
+        {
+            report.extend(m);
+        }
+        let (n, orig, cls) = (s.nonzero, s.original_class, s.explanation_class);
+        if is_pn {
+            let only_added = e
+                .final_candidate()
+                .is_some_and(|d| d.iter().all(|v| *v >= -NONZERO_THRESHOLD));
+            let verb = if only_added { "adding" } else { "changing" };
+            if cls != orig {
+                format!("PN: {verb} {n} {unit} turns class {orig} into {cls}")
+            } else {
+                format!(
+                    "PN: {verb} {n} {unit} leaves class {orig} unchanged — no pertinent negative found (try more iterations, a larger c or a smaller l1)"
+                )
+            }
+        } else if cls == orig {
+            format!("PP: {n} of {} {unit} keep class {orig}", x.len())
+        } else {
+            format!(
+                "PP: {n} of {} {unit} are classified {cls}, not {orig} — no pertinent positive found (try more iterations, a larger c or a smaller l1)",
+                x.len()
+            )
+        }
+    } else {
+        if let Ok((c, _)) = predict_class(model, x.view()) {
+            report.insert("original_class".into(), json!(c));
+        }
+        format!(
+            "{loss}: {} updates, final attack loss {:.4}",
+            e.history.len(),
+            last.map_or(f64::NAN, |r| r.attack_loss)
+        )
+    };
+    report.insert(
+        "mode".into(),
+        json!(if mode.is_empty() { None } else { Some(mode) }),
+    );
+    Ok(Outcome {
+        report,
+        verdict,
+        is_pn,
+        reference,
+    })
+}
+
+/// The values drawn black and white: the PNG pixel range, else the loss's input range, else
+/// the MNIST range for bundled images, else the input's own range.
+fn display_range(
+    pixel_range: Option<[f64; 2]>,
+    e: &Explanation,
+    source: &Source,
+    x: &ArrayD<f64>,
+) -> [f64; 2] {
+    if let Some(r) = pixel_range {
+        return r;
+    }
+    let from_loss = e.config["loss"]["input_range"]
+        .as_array()
+        .and_then(|a| Some([a.first()?.as_f64()?, a.get(1)?.as_f64()?]));
+    if let Some([lo, hi]) = from_loss
+        && lo < hi
+    {
+        return [lo, hi];
+    }
+    if matches!(source, Source::Mnist(_)) {
+        return [-0.5, 0.5];
+    }
+    let lo = x.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if lo < hi {
+        [lo, hi]
+    } else {
+        [lo - 0.5, lo + 0.5]
+    }
+}
+
+fn npy_bytes(a: &ArrayD<f64>) -> CliResult<Vec<u8>> {
+    let mut buf = Vec::new();
+    a.write_npy(&mut buf)
+        .map_err(|e| CliError::runtime(format!("cannot encode .npy: {e}")))?;
+    Ok(buf)
+}
+
+fn png(img: &image::RgbImage) -> CliResult<Vec<u8>> {
+    render::png_bytes(img).map_err(|e| CliError::runtime(format!("cannot encode PNG: {e}")))
+}
+
+/// Writes every output into a staging folder and swaps it in for `--out`.
+#[allow(clippy::too_many_arguments)]
+fn write_outputs(
+    mut staging: Staging,
+    args: &ExplainArgs,
+    e: &Explanation,
+    x: &ArrayD<f64>,
+    outcome: &Outcome,
+    [lo, hi]: [f64; 2],
+    mut report: Map<String, Value>,
+    stop: &AtomicBool,
+) -> CliResult<Vec<String>> {
+    let lay: Option<Layout> = render::layout(x.shape());
+    let scale = lay.as_ref().map_or(1, render::display_scale);
+    let width = hi - lo;
+    let draw_value = |v: f64| (v - lo) / width;
+    let is_cem = e.config["loss"]["name"].as_str() == Some("cem");
+    let change = |c: &ArrayD<f64>, l: &Layout| -> Vec<f64> {
+        render::hwc(c, l)
+            .iter()
+            .map(|v| v - outcome.reference)
+            .collect()
+    };
+    // CEM candidates are drawn as their change, stretched to be visible (the .npy files hold
+    // the values); other candidates as values in the display range.
+    let draw_candidate = |c: &ArrayD<f64>, l: &Layout| {
+        if is_cem {
+            render::change_picture(&change(c, l), l, scale)
+        } else {
+            render::picture(&render::hwc(c, l), l, scale, draw_value)
+        }
+    };
+    let mut savepoints = Vec::new();
+    for (t, c) in &e.savepoints {
+        let npy = format!("iter_{t}.npy");
+        staging.write(&npy, &npy_bytes(c)?)?;
+        let mut entry = json!({"iteration": t, "npy": npy});
+        if let Some(l) = &lay {
+            let name = format!("iter_{t}.png");
+            staging.write(&name, &png(&draw_candidate(c, l))?)?;
+            entry["png"] = json!(name);
+        }
+        savepoints.push(entry);
+    }
+    if let (Some(l), Some(last)) = (&lay, e.final_candidate()) {
+        let xs = render::hwc(x, l);
+        let delta = change(last, l);
+        let mut panels = vec![
+            render::picture(&xs, l, scale, draw_value),
+            draw_candidate(last, l),
+        ];
+        if outcome.is_pn {
+            // x + δ as the model sees it, the added change in red
+            let shown = render::hwc(&(x + last), l);
+            panels.push(render::overlay(
+                &shown,
+                &delta,
+                l,
+                scale,
+                1.0,
+                [255, 48, 48],
+                draw_value,
+            ));
+        } else if is_cem {
+            // the kept part in amber over the dimmed input
+            panels.push(render::overlay(
+                &xs,
+                &delta,
+                l,
+                scale,
+                0.4,
+                [255, 200, 0],
+                draw_value,
+            ));
+        }
+        staging.write("explanation.png", &png(&render::side_by_side(&panels))?)?;
+        staging.write("heatmap.png", &png(&render::heatmap(&delta, l, scale))?)?;
+    }
+    report.insert("savepoints".into(), Value::Array(savepoints));
+    let mut files = staging.written().to_vec();
+    files.insert(0, "report.json".into());
+    report.insert("files".into(), json!(files));
+    let mut text = serde_json::to_string_pretty(&Value::Object(report))
+        .map_err(|err| CliError::runtime(format!("cannot encode report.json: {err}")))?;
+    text.push('\n');
+    staging.write("report.json", text.as_bytes())?;
+    if stop.load(Ordering::SeqCst) {
+        return Err(CliError::interrupted(format!(
+            "interrupted while writing; nothing was written to {}",
+            args.out.display()
+        )));
+    }
+    staging.commit()?;
+    Ok(files)
+}
+
+fn files_line(files: &[String], e: &Explanation) -> String {
+    let fixed: Vec<&str> = files
+        .iter()
+        .map(String::as_str)
+        .filter(|f| !f.starts_with("iter_"))
+        .collect();
+    let its: Vec<String> = e.savepoints.keys().map(ToString::to_string).collect();
+    let kinds = if files
+        .iter()
+        .any(|f| f.starts_with("iter_") && f.ends_with(".png"))
+    {
+        "iter_<n>.npy/.png"
+    } else {
+        "iter_<n>.npy"
+    };
+    format!(
+        "{}, {kinds} for updates {}",
+        fixed.join(", "),
+        its.join(", ")
+    )
+}
