@@ -311,3 +311,74 @@ fn bounds_of_the_wrong_shape_are_refused() {
         "{err}"
     );
 }
+
+/// A gradient method that fails on its second call.
+struct FailsSecond(usize);
+
+impl maxi::Gradient for FailsSecond {
+    fn gradient(
+        &mut self,
+        _problem: &maxi::Problem,
+        y: maxi::ndarray::ArrayViewD<'_, f64>,
+        _rng: &mut maxi::MaxiRng,
+    ) -> maxi::Result<ArrayD<f64>> {
+        self.0 += 1;
+        if self.0 == 2 {
+            return Err(MaxiError::Other("estimator blew up".into()));
+        }
+        Ok(ArrayD::zeros(y.shape()))
+    }
+}
+
+struct FailsSecondFactory;
+
+impl maxi::GradientFactory for FailsSecondFactory {
+    type Kwargs = NoKwargs;
+    fn build(_: &NoKwargs, _: &maxi::GradientContext<'_>) -> maxi::Result<Box<dyn maxi::Gradient>> {
+        Ok(Box::new(FailsSecond(0)))
+    }
+}
+
+/// No kwargs.
+#[derive(maxi::serde::Serialize, maxi::serde::Deserialize, maxi::schemars::JsonSchema)]
+#[serde(crate = "maxi::serde", deny_unknown_fields)]
+#[schemars(crate = "maxi::schemars")]
+struct NoKwargs {}
+
+impl maxi::KwargsSpec for NoKwargs {}
+
+#[test]
+fn a_failing_gradient_is_blamed_on_the_gradient_not_the_optimizer() {
+    let mut r = registry::global().expect("registry").clone();
+    r.add(maxi::Component::gradient::<FailsSecondFactory>(
+        "fails_second",
+        &[],
+        "test",
+    ))
+    .expect("add");
+    let g = ExplanationGenerator::builder()
+        .loss("cem", pp())
+        .optimizer("ao_exp_grad", Kwargs::new())
+        .gradient("fails_second", Kwargs::new())
+        .num_iter(3)
+        .registry(r)
+        .build()
+        .expect("generator");
+    let (model, _) = linear_model(&[4], 3, 0);
+    let err = g.run(input(&[4], 0).view(), model).unwrap_err();
+    match &err {
+        MaxiError::Runtime {
+            kind,
+            component,
+            iteration,
+            message,
+        } => {
+            assert_eq!(
+                (*kind, component.as_str(), *iteration),
+                (Kind::Gradient, "fails_second", 2)
+            );
+            assert!(message.contains("blew up"), "{message}");
+        }
+        other => panic!("wrong error {other:?}"),
+    }
+}

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::{Kind, MaxiError, Result};
+use crate::gradient::Gradient;
 use crate::kwargs::{Kwargs, ModelResolver};
 use crate::model::{CountingModel, Model, ModelStats};
 use crate::problem::Problem;
@@ -254,6 +255,26 @@ impl std::fmt::Debug for ExplanationGenerator {
     }
 }
 
+/// Passes gradient calls through and notes whether one failed, so that an error is attributed
+/// to the gradient method rather than to the optimiser that called it.
+struct Tagged<'a> {
+    inner: &'a mut dyn Gradient,
+    failed: bool,
+}
+
+impl Gradient for Tagged<'_> {
+    fn gradient(
+        &mut self,
+        problem: &Problem,
+        y: ArrayViewD<'_, f64>,
+        rng: &mut crate::rng::MaxiRng,
+    ) -> Result<ArrayD<f64>> {
+        let r = self.inner.gradient(problem, y, rng);
+        self.failed |= r.is_err();
+        r
+    }
+}
+
 fn l1(y: &ArrayD<f64>) -> f64 {
     y.iter().map(|v| v.abs()).sum()
 }
@@ -440,9 +461,19 @@ impl ExplanationGenerator {
         };
         let mut last_t = 0;
         for t in 1..=self.num_iter {
+            let mut tagged = Tagged {
+                inner: gradient.as_mut(),
+                failed: false,
+            };
             let y = optimizer
-                .step(&problem, gradient.as_mut(), &mut rng)
-                .map_err(|e| runtime(Kind::Optimizer, &self.optimizer.component.name, t, e))?;
+                .step(&problem, &mut tagged, &mut rng)
+                .map_err(|e| {
+                    if tagged.failed {
+                        runtime(Kind::Gradient, &self.gradient.component.name, t, e)
+                    } else {
+                        runtime(Kind::Optimizer, &self.optimizer.component.name, t, e)
+                    }
+                })?;
             if y.shape() != shape.as_slice() {
                 return Err(runtime(
                     Kind::Optimizer,
