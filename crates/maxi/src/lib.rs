@@ -21,6 +21,8 @@
 
 pub use maxi_core::*;
 pub use maxi_onnx::OnnxModel;
+#[cfg(feature = "onnxruntime")]
+pub use maxi_onnxruntime::OrtModel;
 
 pub mod mnist;
 pub mod summary;
@@ -30,6 +32,8 @@ use maxi_gradient_urv as _;
 use maxi_gradient_usrv as _;
 use maxi_loss_cem as _;
 use maxi_onnx as _;
+#[cfg(feature = "onnxruntime")]
+use maxi_onnxruntime as _;
 use maxi_optimizer_ada_exp_grad as _;
 use maxi_optimizer_ao_exp_grad as _;
 
