@@ -9,7 +9,7 @@
 
 use maxi_core::registry::{GradientContext, GradientFactory, KwargProblem, KwargsSpec};
 use maxi_core::{Gradient, MaxiRng, Problem, Result, rng_from_seed};
-use ndarray::{Array1, Array2, ArrayD, ArrayView1, ArrayView2, ArrayViewD, IxDyn, s};
+use ndarray::{Array1, Array2, ArrayD, ArrayViewD, IxDyn, s};
 use serde::{Deserialize, Serialize};
 
 pub mod normal;
@@ -217,11 +217,19 @@ impl Gradient for Urv {
                 }
                 Some(f0) => (f0, problem.eval_batch(points)?),
             };
-            // Σ_j scale·(L_j − L_0)·u_j with u_j = z_j·inv_norm_j
-            let weights = (values - f0) * ArrayView1::from(&self.inv_norm) * scale;
-            let z = ArrayView2::from_shape((q, d), &self.z)
-                .map_err(|e| maxi_core::MaxiError::Other(e.to_string()))?;
-            g += &weights.dot(&z);
+            // Σ_j scale·(L_j − L_0)·u_j with u_j = z_j·inv_norm_j, as one axpy per direction
+            let g_flat = g.as_slice_mut().unwrap_or(&mut []);
+            for ((zj, inv), v) in self
+                .z
+                .chunks_exact(d.max(1))
+                .zip(&self.inv_norm)
+                .zip(values.iter())
+            {
+                let w = (v - f0) * inv * scale;
+                for (gi, zi) in g_flat.iter_mut().zip(zj) {
+                    *gi += w * zi;
+                }
+            }
         }
         g /= batches as f64;
         g.into_shape_with_order(IxDyn(y.shape()))
