@@ -95,15 +95,28 @@ impl KwargsSpec for UrvKwargs {
 /// Fills `z` (`q·d` entries, row-major) with Gaussian draws and `inv_norm` (`q` entries) with
 /// the reciprocal Euclidean norm of each row, so that the unit directions are
 /// `u_j = z_j · inv_norm_j`. Keeping the norm separate saves a pass over the draws.
-pub fn fill_gaussian_directions(z: &mut [f64], d: usize, inv_norm: &mut [f64], rng: &mut MaxiRng) {
+pub fn fill_gaussian_directions<T: normal::Draw + Into<f64>>(
+    z: &mut [T],
+    d: usize,
+    inv_norm: &mut [f64],
+    rng: &mut MaxiRng,
+) {
     normal::fill_standard_normal(z, rng);
+    let sum_sq = |row: &[T]| -> f64 {
+        row.iter()
+            .map(|v| {
+                let v: f64 = (*v).into();
+                v * v
+            })
+            .sum()
+    };
     for (row, slot) in z.chunks_exact_mut(d.max(1)).zip(inv_norm.iter_mut()) {
-        let mut sum_sq: f64 = row.iter().map(|v| v * v).sum();
-        while sum_sq <= 0.0 {
+        let mut s = sum_sq(row);
+        while s <= 0.0 {
             normal::fill_standard_normal(row, rng);
-            sum_sq = row.iter().map(|v| v * v).sum();
+            s = sum_sq(row);
         }
-        *slot = 1.0 / sum_sq.sqrt();
+        *slot = 1.0 / s.sqrt();
     }
 }
 
@@ -131,8 +144,9 @@ pub struct Urv {
     d: usize,
     calls: u64,
     own_rng: Option<MaxiRng>,
-    /// Reused buffers: Gaussian draws, reciprocal norms, and the batch of points.
-    z: Vec<f64>,
+    /// Reused buffers: Gaussian draws (f32: half the memory traffic), reciprocal norms, and
+    /// the batch of points.
+    z: Vec<f32>,
     inv_norm: Vec<f64>,
     points: Vec<f64>,
 }
@@ -186,7 +200,7 @@ impl Gradient for Urv {
         let scale = d as f64 / (mu * q as f64);
         let mut g = Array1::<f64>::zeros(d);
         let mut base: Option<f64> = None;
-        self.z.resize(q * d, 0.0);
+        self.z.resize(q * d, 0.0f32);
         self.inv_norm.resize(q, 0.0);
         for _ in 0..batches {
             fill_gaussian_directions(&mut self.z, d, &mut self.inv_norm, rng);
@@ -202,7 +216,7 @@ impl Gradient for Urv {
             {
                 let step = mu * inv;
                 for ((p, y), z) in row.iter_mut().zip(&flat).zip(zj) {
-                    *p = y + step * z;
+                    *p = y + step * f64::from(*z);
                 }
             }
             let mut shape = vec![q + skip];
@@ -227,7 +241,7 @@ impl Gradient for Urv {
             {
                 let w = (v - f0) * inv * scale;
                 for (gi, zi) in g_flat.iter_mut().zip(zj) {
-                    *gi += w * zi;
+                    *gi += w * f64::from(*zi);
                 }
             }
         }
