@@ -6,87 +6,14 @@
 //! (MAXi's non-batched version multiplies by `d·μ/2` instead of dividing by `2μ`; not here.)
 #![warn(missing_docs)]
 
-use maxi_core::registry::{GradientContext, GradientFactory, KwargProblem, KwargsSpec};
+use maxi_core::registry::{GradientContext, GradientFactory};
 use maxi_core::{Gradient, MaxiError, MaxiRng, Problem, Result, rng_from_seed};
-use maxi_gradient_urv::unit_directions;
+use maxi_gradient_urv::{UrvKwargs, unit_directions};
 use ndarray::{Array1, ArrayD, ArrayViewD, Axis, IxDyn, concatenate, s};
-use serde::{Deserialize, Serialize};
 
-fn default_samples() -> usize {
-    100
-}
-fn one() -> usize {
-    1
-}
-fn yes() -> bool {
-    true
-}
-
-/// Kwargs of [`Usrv`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UsrvKwargs {
-    /// Smoothing radius μ. `null`: `1/(sample_num·√d)` in batch mode, `1/√(t·d)` (t = call
-    /// counter) otherwise.
-    #[serde(default)]
-    pub mu: Option<f64>,
-    /// Direction pairs per gradient (alias `num_iter`).
-    #[serde(default = "default_samples", alias = "num_iter")]
-    pub sample_num: usize,
-    /// Batches the directions are split into; must divide `sample_num`.
-    #[serde(default = "one")]
-    pub batch_num: usize,
-    /// `false`: one batch and μ shrinking with the call counter.
-    #[serde(default = "yes")]
-    pub batch_mode: bool,
-    /// Own seed for the directions; `null` draws from the run's generator.
-    #[serde(default)]
-    pub seed: Option<u64>,
-}
-
-impl Default for UsrvKwargs {
-    fn default() -> Self {
-        UsrvKwargs {
-            mu: None,
-            sample_num: default_samples(),
-            batch_num: 1,
-            batch_mode: true,
-            seed: None,
-        }
-    }
-}
-
-impl KwargsSpec for UsrvKwargs {
-    const ALIASES: &'static [(&'static str, &'static str)] = &[("num_iter", "sample_num")];
-
-    fn validate(&self) -> std::result::Result<(), KwargProblem> {
-        if let Some(mu) = self.mu
-            && !(mu.is_finite() && mu > 0.0)
-        {
-            return Err(KwargProblem::new(
-                "mu",
-                format!("must be a positive number or null, got {mu}"),
-            ));
-        }
-        if self.sample_num == 0 {
-            return Err(KwargProblem::new("sample_num", "must be at least 1"));
-        }
-        if self.batch_mode
-            && (self.batch_num == 0
-                || self.batch_num > self.sample_num
-                || !self.sample_num.is_multiple_of(self.batch_num))
-        {
-            return Err(KwargProblem::new(
-                "batch_num",
-                format!(
-                    "{} does not divide sample_num = {}; choose a divisor so no samples are dropped",
-                    self.batch_num, self.sample_num
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
+/// Kwargs of [`Usrv`]: the same as URV's (`mu`, `sample_num` alias `num_iter`, `batch_num`,
+/// `batch_mode`, `seed`), with `sample_num` counting direction pairs.
+pub type UsrvKwargs = UrvKwargs;
 
 /// The USRV estimator (see the crate docs).
 pub struct Usrv {
