@@ -203,19 +203,20 @@ impl Gradient for Urv {
         self.z.resize(q * d, 0.0f32);
         self.inv_norm.resize(q, 0.0);
         for _ in 0..batches {
-            fill_gaussian_directions(&mut self.z, d, &mut self.inv_norm, rng);
-            // rows: [base (first batch only); y + μ·u_1; ...; y + μ·u_q], one loss evaluation
+            // rows: [base (first batch only); y + μ·u_1; ...; y + μ·u_q], one loss evaluation;
+            // each direction is drawn, normalised and applied while its row is in cache
             let skip = usize::from(base.is_none());
             self.points.resize((q + skip) * d, 0.0);
             let (head, rows) = self.points.split_at_mut(skip * d);
             head.copy_from_slice(&flat[..head.len()]);
             for ((row, zj), inv) in rows
                 .chunks_exact_mut(d.max(1))
-                .zip(self.z.chunks_exact(d.max(1)))
-                .zip(&self.inv_norm)
+                .zip(self.z.chunks_exact_mut(d.max(1)))
+                .zip(self.inv_norm.iter_mut())
             {
-                let step = mu * inv;
-                for ((p, y), z) in row.iter_mut().zip(&flat).zip(zj) {
+                fill_gaussian_directions(zj, d, std::slice::from_mut(inv), rng);
+                let step = mu * *inv;
+                for ((p, y), z) in row.iter_mut().zip(&flat).zip(zj.iter()) {
                     *p = y + step * f64::from(*z);
                 }
             }
