@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -120,11 +120,10 @@ impl ModelResolver {
         if let Some(m) = self.models.get(&r.0) {
             return Ok(m.clone());
         }
-        let path = Path::new(&r.0);
-        let path = match &self.base_dir {
-            Some(dir) if path.is_relative() => dir.join(path),
-            _ => path.to_path_buf(),
-        };
+        let path = crate::registry::ModelContext {
+            base_dir: self.base_dir.as_deref(),
+        }
+        .resolve_path(&r.0);
         crate::registry::load_model_file(&path)
     }
 }

@@ -169,3 +169,43 @@ pub fn predict_class(model: &dyn Model, x: ArrayViewD<'_, f64>) -> Result<(usize
         .0;
     Ok((best, scores))
 }
+
+/// One worker per available core (1 when that cannot be told): the default thread count of
+/// model backends.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(std::num::NonZeroUsize::get)
+        .unwrap_or(1)
+}
+
+/// Checks that a batch has shape `[B, ...item_shape]`; the error names the model and both shapes.
+pub fn check_batch_shape(model: &str, item_shape: &[usize], batch_shape: &[usize]) -> Result<()> {
+    if batch_shape.len() == item_shape.len() + 1 && batch_shape[1..] == item_shape[..] {
+        return Ok(());
+    }
+    let dims: Vec<String> = item_shape.iter().map(|d| d.to_string()).collect();
+    Err(MaxiError::input(
+        "batch",
+        format!(
+            "{model} expects batches of shape [B, {}] (items of shape {item_shape:?}), got {batch_shape:?}",
+            dims.join(", ")
+        ),
+    ))
+}
+
+/// Shapes the row-major outputs of `b` items, each of shape `output_item_shape`, as
+/// `[b, ...output_item_shape]`.
+pub fn assemble_batch(
+    model: &str,
+    b: usize,
+    output_item_shape: &[usize],
+    flat: Vec<f64>,
+) -> Result<ArrayD<f64>> {
+    let mut shape = Vec::with_capacity(output_item_shape.len() + 1);
+    shape.push(b);
+    shape.extend_from_slice(output_item_shape);
+    ArrayD::from_shape_vec(ndarray::IxDyn(&shape), flat).map_err(|e| MaxiError::ModelRun {
+        model: model.to_string(),
+        message: format!("cannot assemble the output: {e}"),
+    })
+}

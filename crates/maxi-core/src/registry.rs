@@ -105,6 +105,17 @@ pub struct ModelContext<'a> {
     pub base_dir: Option<&'a Path>,
 }
 
+impl ModelContext<'_> {
+    /// `path` as given when absolute or when there is no base folder, else joined onto it.
+    pub fn resolve_path(&self, path: &str) -> std::path::PathBuf {
+        let given = Path::new(path);
+        match self.base_dir {
+            Some(base) if given.is_relative() => base.join(given),
+            _ => given.to_path_buf(),
+        }
+    }
+}
+
 /// A loss component: typed kwargs and a constructor.
 pub trait LossFactory: 'static {
     /// The kwargs struct.

@@ -57,9 +57,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use maxi_core::model::{assemble_batch, check_batch_shape};
 use maxi_core::registry::{KwargProblem, KwargsSpec, ModelContext, ModelFactory};
 use maxi_core::{MaxiError, Model, Result};
-use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use ndarray::{ArrayD, ArrayViewD};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tract_onnx::prelude::*;
@@ -101,9 +102,7 @@ pub fn load(path: impl AsRef<Path>) -> Result<OnnxModel> {
 
 /// The number of worker threads used when none is given: the available cores.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    maxi_core::model::default_threads()
 }
 
 fn load_error(path: &Path, message: impl Into<String>) -> MaxiError {
@@ -388,22 +387,7 @@ impl OnnxModel {
 impl Model for OnnxModel {
     fn predict(&self, batch: ArrayViewD<'_, f64>) -> Result<ArrayD<f64>> {
         let shape = batch.shape();
-        if shape.len() != self.item_shape.len() + 1 || shape[1..] != self.item_shape[..] {
-            return Err(MaxiError::input(
-                "batch",
-                format!(
-                    "{} expects batches of shape [B, {}] (items of shape {:?}), got {:?}",
-                    self.name,
-                    self.item_shape
-                        .iter()
-                        .map(|d| d.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    self.item_shape,
-                    shape
-                ),
-            ));
-        }
+        check_batch_shape(&self.name, &self.item_shape, shape)?;
         let b = shape[0];
         let item_len: usize = self.item_shape.iter().product();
         // Standard-layout f32 copy of the whole batch; row i is data[i*item_len..(i+1)*item_len].
@@ -421,13 +405,7 @@ impl Model for OnnxModel {
         for r in results {
             flat.extend(r?);
         }
-        let mut out_shape = Vec::with_capacity(self.output_item_shape.len() + 1);
-        out_shape.push(b);
-        out_shape.extend_from_slice(&self.output_item_shape);
-        ArrayD::from_shape_vec(IxDyn(&out_shape), flat).map_err(|e| MaxiError::ModelRun {
-            model: self.name.clone(),
-            message: format!("cannot assemble the output: {e}"),
-        })
+        assemble_batch(&self.name, b, &self.output_item_shape, flat)
     }
 
     fn describe(&self) -> String {
@@ -475,11 +453,7 @@ impl ModelFactory for OnnxFactory {
     const EXTENSIONS: &'static [&'static str] = &["onnx"];
 
     fn build(kwargs: &OnnxKwargs, ctx: &ModelContext<'_>) -> Result<Arc<dyn Model>> {
-        let given = Path::new(&kwargs.path);
-        let path = match ctx.base_dir {
-            Some(base) if given.is_relative() => base.join(given),
-            _ => given.to_path_buf(),
-        };
+        let path = ctx.resolve_path(&kwargs.path);
         let threads = kwargs.threads.unwrap_or_else(default_threads);
         Ok(Arc::new(OnnxModel::with_threads(path, threads)?))
     }

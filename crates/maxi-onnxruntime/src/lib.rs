@@ -88,9 +88,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use maxi_core::model::{assemble_batch, check_batch_shape};
 use maxi_core::registry::{KwargProblem, KwargsSpec, ModelContext, ModelFactory};
 use maxi_core::{MaxiError, Model, Result};
-use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use ndarray::{ArrayD, ArrayViewD};
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
@@ -177,9 +178,7 @@ pub fn install_command() -> String {
 
 /// The number of sessions (and worker threads) used when none is given: the available cores.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    maxi_core::model::default_threads()
 }
 
 /// Why the ONNX Runtime library could not be found, opened or used. The message says how to
@@ -899,18 +898,7 @@ impl OrtModel {
 impl Model for OrtModel {
     fn predict(&self, batch: ArrayViewD<'_, f64>) -> Result<ArrayD<f64>> {
         let shape = batch.shape();
-        if shape.len() != self.item_shape.len() + 1 || shape[1..] != self.item_shape[..] {
-            return Err(MaxiError::input(
-                "batch",
-                format!(
-                    "{} expects batches of shape [B, {}] (items of shape {:?}), got {:?}",
-                    self.name,
-                    dims_text(&self.item_shape),
-                    self.item_shape,
-                    shape
-                ),
-            ));
-        }
+        check_batch_shape(&self.name, &self.item_shape, shape)?;
         let b = shape[0];
         let item_len: usize = self.item_shape.iter().product();
         // Standard-layout f32 copy of the whole batch; row i is data[i*item_len..(i+1)*item_len].
@@ -939,13 +927,7 @@ impl Model for OrtModel {
         for r in results {
             flat.extend(r?.into_iter().map(f64::from));
         }
-        let mut out_shape = Vec::with_capacity(self.output_item_shape.len() + 1);
-        out_shape.push(b);
-        out_shape.extend_from_slice(&self.output_item_shape);
-        ArrayD::from_shape_vec(IxDyn(&out_shape), flat).map_err(|e| MaxiError::ModelRun {
-            model: self.name.clone(),
-            message: format!("cannot assemble the output: {e}"),
-        })
+        assemble_batch(&self.name, b, &self.output_item_shape, flat)
     }
 
     fn describe(&self) -> String {
@@ -1009,11 +991,7 @@ impl ModelFactory for OrtFactory {
     // named.
 
     fn build(kwargs: &OrtKwargs, ctx: &ModelContext<'_>) -> Result<Arc<dyn Model>> {
-        let given = Path::new(&kwargs.path);
-        let path = match ctx.base_dir {
-            Some(base) if given.is_relative() => base.join(given),
-            _ => given.to_path_buf(),
-        };
+        let path = ctx.resolve_path(&kwargs.path);
         let threads = kwargs.threads.unwrap_or_else(default_threads);
         Ok(Arc::new(OrtModel::with_options(
             path,
