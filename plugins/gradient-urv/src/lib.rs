@@ -59,6 +59,29 @@ impl Default for UrvKwargs {
     }
 }
 
+impl UrvKwargs {
+    /// μ for a call: the given `mu`, else `1/(sample_num·√d)` in batch mode and `1/√(t·d)`
+    /// otherwise (`t` = 1-based call counter).
+    pub fn mu_for(&self, d: usize, call: u64) -> f64 {
+        let d = d as f64;
+        match (self.mu, self.batch_mode) {
+            (Some(mu), _) => mu,
+            (None, true) => 1.0 / (self.sample_num as f64 * d.sqrt()),
+            (None, false) => 1.0 / (call as f64 * d).sqrt(),
+        }
+    }
+
+    /// `(batches, directions per batch)`: `(batch_num, sample_num / batch_num)` in batch
+    /// mode, one batch of `sample_num` otherwise.
+    pub fn split(&self) -> (usize, usize) {
+        if self.batch_mode {
+            (self.batch_num, self.sample_num / self.batch_num)
+        } else {
+            (1, self.sample_num)
+        }
+    }
+}
+
 impl KwargsSpec for UrvKwargs {
     const ALIASES: &'static [(&'static str, &'static str)] = &[("num_iter", "sample_num")];
 
@@ -168,12 +191,7 @@ impl Urv {
 
     /// μ used by the next call (after the call counter is advanced).
     fn mu(&self) -> f64 {
-        let d = self.d as f64;
-        match (self.kwargs.mu, self.kwargs.batch_mode) {
-            (Some(mu), _) => mu,
-            (None, true) => 1.0 / (self.kwargs.sample_num as f64 * d.sqrt()),
-            (None, false) => 1.0 / (self.calls as f64 * d).sqrt(),
-        }
+        self.kwargs.mu_for(self.d, self.calls)
     }
 }
 
@@ -187,14 +205,7 @@ impl Gradient for Urv {
         self.calls += 1;
         let mu = self.mu();
         let d = self.d;
-        let (batches, q) = if self.kwargs.batch_mode {
-            (
-                self.kwargs.batch_num,
-                self.kwargs.sample_num / self.kwargs.batch_num,
-            )
-        } else {
-            (1, self.kwargs.sample_num)
-        };
+        let (batches, q) = self.kwargs.split();
         let rng = self.own_rng.as_mut().unwrap_or(rng);
         let flat: Vec<f64> = y.iter().copied().collect();
         let scale = d as f64 / (mu * q as f64);

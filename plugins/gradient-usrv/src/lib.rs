@@ -34,15 +34,6 @@ impl Usrv {
             own_rng,
         }
     }
-
-    fn mu(&self) -> f64 {
-        let d = self.d as f64;
-        match (self.kwargs.mu, self.kwargs.batch_mode) {
-            (Some(mu), _) => mu,
-            (None, true) => 1.0 / (self.kwargs.sample_num as f64 * d.sqrt()),
-            (None, false) => 1.0 / (self.calls as f64 * d).sqrt(),
-        }
-    }
 }
 
 fn shape_err(e: impl std::fmt::Display) -> MaxiError {
@@ -57,16 +48,9 @@ impl Gradient for Usrv {
         rng: &mut MaxiRng,
     ) -> Result<ArrayD<f64>> {
         self.calls += 1;
-        let mu = self.mu();
+        let mu = self.kwargs.mu_for(self.d, self.calls);
         let d = self.d;
-        let (batches, q) = if self.kwargs.batch_mode {
-            (
-                self.kwargs.batch_num,
-                self.kwargs.sample_num / self.kwargs.batch_num,
-            )
-        } else {
-            (1, self.kwargs.sample_num)
-        };
+        let (batches, q) = self.kwargs.split();
         let rng = self.own_rng.as_mut().unwrap_or(rng);
         let flat = y.to_shape(d).map_err(shape_err)?;
         let mut shape = vec![2 * q];
