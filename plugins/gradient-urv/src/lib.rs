@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 pub mod normal;
 
+use normal::NormalSampler;
+
 fn default_samples() -> usize {
     100
 }
@@ -115,6 +117,46 @@ impl KwargsSpec for UrvKwargs {
     }
 }
 
+// The row loops below are compiled for baseline x86-64 and for AVX2 and picked at run time
+// (`multiversion`); both builds do the same IEEE operations in the same order, so results do
+// not depend on the CPU.
+
+/// `Σ v²` over a row, in four interleaved partial sums (a fixed order the compiler can
+/// vectorise).
+#[multiversion::multiversion(targets("x86_64+avx2"))]
+fn sum_sq<T: Copy + Into<f64>>(row: &[T]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let mut quads = row.chunks_exact(4);
+    for quad in &mut quads {
+        for (a, v) in acc.iter_mut().zip(quad) {
+            let v: f64 = (*v).into();
+            *a += v * v;
+        }
+    }
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for v in quads.remainder() {
+        let v: f64 = (*v).into();
+        s += v * v;
+    }
+    s
+}
+
+/// `out = y + step·z`, entry by entry.
+#[multiversion::multiversion(targets("x86_64+avx2"))]
+fn shifted(out: &mut [f64], y: &[f64], z: &[f32], step: f64) {
+    for ((o, y), z) in out.iter_mut().zip(y).zip(z) {
+        *o = y + step * f64::from(*z);
+    }
+}
+
+/// `g += w·z`, entry by entry.
+#[multiversion::multiversion(targets("x86_64+avx2"))]
+fn axpy(g: &mut [f64], w: f64, z: &[f32]) {
+    for (gi, zi) in g.iter_mut().zip(z) {
+        *gi += w * f64::from(*zi);
+    }
+}
+
 /// Fills `z` (`q·d` entries, row-major) with Gaussian draws and `inv_norm` (`q` entries) with
 /// the reciprocal Euclidean norm of each row, so that the unit directions are
 /// `u_j = z_j · inv_norm_j`. Keeping the norm separate saves a pass over the draws.
@@ -122,21 +164,13 @@ pub fn fill_gaussian_directions<T: normal::Draw + Into<f64>>(
     z: &mut [T],
     d: usize,
     inv_norm: &mut [f64],
-    rng: &mut MaxiRng,
+    sampler: &mut NormalSampler,
 ) {
-    normal::fill_standard_normal(z, rng);
-    let sum_sq = |row: &[T]| -> f64 {
-        row.iter()
-            .map(|v| {
-                let v: f64 = (*v).into();
-                v * v
-            })
-            .sum()
-    };
     for (row, slot) in z.chunks_exact_mut(d.max(1)).zip(inv_norm.iter_mut()) {
+        sampler.fill(row);
         let mut s = sum_sq(row);
         while s <= 0.0 {
-            normal::fill_standard_normal(row, rng);
+            sampler.fill(row);
             s = sum_sq(row);
         }
         *slot = 1.0 / s.sqrt();
@@ -149,7 +183,7 @@ pub fn gaussian_directions(q: usize, d: usize, rng: &mut MaxiRng) -> (Array2<f64
     let mut z = Array2::<f64>::zeros((q, d));
     let mut inv_norm = Array1::<f64>::zeros(q);
     if let (Some(zs), Some(ns)) = (z.as_slice_mut(), inv_norm.as_slice_mut()) {
-        fill_gaussian_directions(zs, d, ns, rng);
+        fill_gaussian_directions(zs, d, ns, &mut NormalSampler::new(rng));
     }
     (z, inv_norm)
 }
@@ -206,7 +240,7 @@ impl Gradient for Urv {
         let mu = self.mu();
         let d = self.d;
         let (batches, q) = self.kwargs.split();
-        let rng = self.own_rng.as_mut().unwrap_or(rng);
+        let mut sampler = NormalSampler::new(self.own_rng.as_mut().unwrap_or(rng));
         let flat: Vec<f64> = y.iter().copied().collect();
         let scale = d as f64 / (mu * q as f64);
         let mut g = Array1::<f64>::zeros(d);
@@ -225,11 +259,8 @@ impl Gradient for Urv {
                 .zip(self.z.chunks_exact_mut(d.max(1)))
                 .zip(self.inv_norm.iter_mut())
             {
-                fill_gaussian_directions(zj, d, std::slice::from_mut(inv), rng);
-                let step = mu * *inv;
-                for ((p, y), z) in row.iter_mut().zip(&flat).zip(zj.iter()) {
-                    *p = y + step * f64::from(*z);
-                }
+                fill_gaussian_directions(zj, d, std::slice::from_mut(inv), &mut sampler);
+                shifted(row, &flat, zj, mu * *inv);
             }
             let mut shape = vec![q + skip];
             shape.extend_from_slice(y.shape());
@@ -251,10 +282,7 @@ impl Gradient for Urv {
                 .zip(&self.inv_norm)
                 .zip(values.iter())
             {
-                let w = (v - f0) * inv * scale;
-                for (gi, zi) in g_flat.iter_mut().zip(zj) {
-                    *gi += w * f64::from(*zi);
-                }
+                axpy(g_flat, (v - f0) * inv * scale, zj);
             }
         }
         g /= batches as f64;
