@@ -178,6 +178,14 @@ pub fn default_threads() -> usize {
         .unwrap_or(1)
 }
 
+/// The batch's entries as `f32`, row-major (what ONNX backends feed their runtimes).
+pub fn to_f32_row_major(batch: ArrayViewD<'_, f64>) -> Vec<f32> {
+    match batch.as_slice() {
+        Some(flat) => flat.iter().map(|&v| v as f32).collect(),
+        None => batch.iter().map(|&v| v as f32).collect(),
+    }
+}
+
 /// Checks that a batch has shape `[B, ...item_shape]`; the error names the model and both shapes.
 pub fn check_batch_shape(model: &str, item_shape: &[usize], batch_shape: &[usize]) -> Result<()> {
     if batch_shape.len() == item_shape.len() + 1 && batch_shape[1..] == item_shape[..] {

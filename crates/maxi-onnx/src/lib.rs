@@ -57,7 +57,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use maxi_core::model::{assemble_batch, check_batch_shape};
+use maxi_core::model::{assemble_batch, check_batch_shape, to_f32_row_major};
 use maxi_core::registry::{KwargProblem, KwargsSpec, ModelContext, ModelFactory};
 use maxi_core::{MaxiError, Model, Result};
 use ndarray::{ArrayD, ArrayViewD};
@@ -391,7 +391,7 @@ impl Model for OnnxModel {
         let b = shape[0];
         let item_len: usize = self.item_shape.iter().product();
         // Standard-layout f32 copy of the whole batch; row i is data[i*item_len..(i+1)*item_len].
-        let data: Vec<f32> = batch.iter().map(|&v| v as f32).collect();
+        let data = to_f32_row_major(batch);
         // Item axes are positive (checked at load), so `item_len > 0`.
         let rows: Vec<&[f32]> = data.chunks_exact(item_len).collect();
         let results: Vec<Result<Vec<f64>>> = match &self.pool {

@@ -88,7 +88,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use maxi_core::model::{assemble_batch, check_batch_shape};
+use maxi_core::model::{assemble_batch, check_batch_shape, to_f32_row_major};
 use maxi_core::registry::{KwargProblem, KwargsSpec, ModelContext, ModelFactory};
 use maxi_core::{MaxiError, Model, Result};
 use ndarray::{ArrayD, ArrayViewD};
@@ -902,7 +902,7 @@ impl Model for OrtModel {
         let b = shape[0];
         let item_len: usize = self.item_shape.iter().product();
         // Standard-layout f32 copy of the whole batch; row i is data[i*item_len..(i+1)*item_len].
-        let data: Vec<f32> = batch.iter().map(|&v| v as f32).collect();
+        let data = to_f32_row_major(batch);
         let chunks: Vec<&[f32]> = self
             .chunking
             .bounds(b, self.threads)
