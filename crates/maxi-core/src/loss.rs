@@ -1,6 +1,6 @@
 //! The loss contract: the explanation objective that the optimiser minimises.
 
-use ndarray::{Array1, ArrayD, ArrayViewD};
+use ndarray::{Array1, ArrayD, ArrayViewD, ArrayViewMutD};
 
 use crate::error::{MaxiError, Result};
 
@@ -72,6 +72,13 @@ impl Bounds {
 pub trait Loss: Send {
     /// Loss values for a batch of variables `[B, ...item]` → `B` values.
     fn eval_batch(&self, batch: ArrayViewD<'_, f64>) -> Result<Array1<f64>>;
+
+    /// [`Loss::eval_batch`] on a batch the caller no longer needs: the loss may overwrite it
+    /// (e.g. shift it in place rather than into a copy). Must return the same values as
+    /// `eval_batch` on the original batch; the default calls `eval_batch`.
+    fn eval_batch_mut(&self, batch: ArrayViewMutD<'_, f64>) -> Result<Array1<f64>> {
+        self.eval_batch(batch.view())
+    }
 
     /// Box constraints on the variable.
     fn bounds(&self) -> &Bounds;

@@ -2,7 +2,7 @@
 
 use std::cell::{Cell, RefCell};
 
-use ndarray::{Array1, ArrayD, ArrayViewD, Axis};
+use ndarray::{Array1, ArrayD, ArrayViewD, ArrayViewMutD, Axis};
 
 use crate::error::{MaxiError, Result};
 use crate::loss::{Bounds, Loss};
@@ -54,15 +54,33 @@ impl Problem {
 
     /// Loss values of a batch `[B, ...item]`, checked for length and finiteness.
     pub fn eval_batch(&self, batch: ArrayViewD<'_, f64>) -> Result<Array1<f64>> {
-        if batch.ndim() != self.shape.len() + 1 || batch.shape()[1..] != self.shape[..] {
+        self.check_shape(batch.shape())?;
+        let b = batch.shape()[0];
+        let values = self.loss.eval_batch(batch)?;
+        self.checked(b, values)
+    }
+
+    /// [`Problem::eval_batch`] on a batch the caller no longer needs: the loss may overwrite
+    /// it (see [`Loss::eval_batch_mut`]).
+    pub fn eval_batch_mut(&self, batch: ArrayViewMutD<'_, f64>) -> Result<Array1<f64>> {
+        self.check_shape(batch.shape())?;
+        let b = batch.shape()[0];
+        let values = self.loss.eval_batch_mut(batch)?;
+        self.checked(b, values)
+    }
+
+    fn check_shape(&self, shape: &[usize]) -> Result<()> {
+        if shape.len() != self.shape.len() + 1 || shape[1..] != self.shape[..] {
             return Err(MaxiError::Other(format!(
-                "loss evaluated on shape {:?}; expected [B, {:?}]",
-                batch.shape(),
+                "loss evaluated on shape {shape:?}; expected [B, {:?}]",
                 self.shape
             )));
         }
-        let b = batch.shape()[0];
-        let values = self.loss.eval_batch(batch)?;
+        Ok(())
+    }
+
+    /// Counts the rows and checks the loss's answer for a batch of `b` rows.
+    fn checked(&self, b: usize, values: Array1<f64>) -> Result<Array1<f64>> {
         self.rows.set(self.rows.get() + b as u64);
         if values.len() != b {
             return Err(MaxiError::Other(format!(
@@ -107,14 +125,28 @@ impl Problem {
     /// Loss values of a batch whose first row is the base point of an estimate; the base value
     /// is remembered for the step record. Saves the copy that [`Problem::eval_with_base`] makes.
     pub fn eval_with_base_row(&self, batch: ArrayViewD<'_, f64>) -> Result<Array1<f64>> {
+        let base = Self::base_row(batch.view())?.to_owned();
+        let values = self.eval_batch(batch)?;
+        *self.memo.borrow_mut() = Some((base, values[0]));
+        Ok(values)
+    }
+
+    /// [`Problem::eval_with_base_row`] on a batch the caller no longer needs: the loss may
+    /// overwrite it (the base row is remembered before it can).
+    pub fn eval_with_base_row_mut(&self, batch: ArrayViewMutD<'_, f64>) -> Result<Array1<f64>> {
+        let base = Self::base_row(batch.view())?.to_owned();
+        let values = self.eval_batch_mut(batch)?;
+        *self.memo.borrow_mut() = Some((base, values[0]));
+        Ok(values)
+    }
+
+    fn base_row(batch: ArrayViewD<'_, f64>) -> Result<ArrayViewD<'_, f64>> {
         if batch.ndim() == 0 || batch.shape()[0] == 0 {
             return Err(MaxiError::Other(
                 "eval_with_base_row needs at least the base row".into(),
             ));
         }
-        let values = self.eval_batch(batch.view())?;
-        self.remember(batch.index_axis(Axis(0), 0), values[0]);
-        Ok(values)
+        Ok(batch.index_axis_move(Axis(0), 0))
     }
 
     /// Records the loss value at a point for later reuse.

@@ -34,6 +34,8 @@ use maxi::serde_json::{self, Value, json};
 use maxi::{ExplanationGenerator, Kind, Kwargs, MaxiError, Model, mnist, model_fn};
 
 const CHILD_VAR: &str = "MAXI_BENCH_CHILD";
+/// Optional `batch_size` kwarg for the ONNX backends (rows per call).
+const BATCH_VAR: &str = "MAXI_BENCH_BATCH_SIZE";
 const IMAGE: usize = 2953;
 
 /// One benchmark configuration: a backend name (or `linear`) and a thread count.
@@ -92,9 +94,15 @@ fn registry_model(backend: &str, threads: usize) -> maxi::Result<Arc<dyn Model>>
     let registry = maxi::registry::global()?;
     let component = registry.get(Kind::Model, backend)?;
     drop(registry);
-    let kwargs = Kwargs::new()
+    let mut kwargs = Kwargs::new()
         .set("path", path.display().to_string())?
         .set("threads", threads)?;
+    if let Some(rows) = std::env::var(BATCH_VAR)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        kwargs = kwargs.set("batch_size", rows)?;
+    }
     let parsed = component.parse_kwargs(&kwargs)?;
     match component.builder() {
         Builder::Model(build, _) => build(parsed.as_ref(), &ModelContext { base_dir: None }),

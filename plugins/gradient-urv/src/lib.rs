@@ -9,7 +9,7 @@
 
 use maxi_core::registry::{GradientContext, GradientFactory, KwargProblem, KwargsSpec};
 use maxi_core::{Gradient, MaxiRng, Problem, Result, rng_from_seed};
-use ndarray::{Array1, Array2, ArrayD, ArrayViewD, IxDyn, s};
+use ndarray::{Array1, Array2, ArrayD, ArrayViewD, ArrayViewMutD, IxDyn, s};
 use serde::{Deserialize, Serialize};
 
 pub mod normal;
@@ -264,15 +264,16 @@ impl Gradient for Urv {
             }
             let mut shape = vec![q + skip];
             shape.extend_from_slice(y.shape());
-            let points = ArrayViewD::from_shape(IxDyn(&shape), &self.points)
+            // the points are not needed after this call: the loss may overwrite them
+            let points = ArrayViewMutD::from_shape(IxDyn(&shape), &mut self.points)
                 .map_err(|e| maxi_core::MaxiError::Other(e.to_string()))?;
             let (f0, values) = match base {
                 None => {
-                    let all = problem.eval_with_base_row(points)?;
+                    let all = problem.eval_with_base_row_mut(points)?;
                     base = Some(all[0]);
                     (all[0], all.slice(s![1..]).to_owned())
                 }
-                Some(f0) => (f0, problem.eval_batch(points)?),
+                Some(f0) => (f0, problem.eval_batch_mut(points)?),
             };
             // Σ_j scale·(L_j − L_0)·u_j with u_j = z_j·inv_norm_j, as one axpy per direction
             let g_flat = g.as_slice_mut().unwrap_or(&mut []);

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use maxi_core::registry::{KwargProblem, KwargsSpec, LossContext, LossFactory};
 use maxi_core::{Bounds, CountingModel, Loss, MaxiError, Model, ModelRef, Result};
-use ndarray::{Array1, ArrayD, ArrayViewD, Axis, IxDyn};
+use ndarray::{Array1, ArrayD, ArrayViewD, ArrayViewMutD, Axis, IxDyn};
 use serde::{Deserialize, Serialize};
 
 /// Which explanation CEM computes.
@@ -353,10 +353,28 @@ impl CemLoss {
     }
 }
 
-impl Loss for CemLoss {
-    fn eval_batch(&self, batch: ArrayViewD<'_, f64>) -> Result<Array1<f64>> {
-        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        let shown = self.shown(batch, &mut scratch)?;
+impl CemLoss {
+    /// Shifts a batch of variables into the inputs shown to the model, in place.
+    fn show_in_place(&self, batch: &mut ArrayViewMutD<'_, f64>) {
+        if self.mode.is_pp() {
+            if self.offset != 0.0 {
+                batch.mapv_inplace(|v| v + self.offset);
+            }
+            return;
+        }
+        let d = self.x.len().max(1);
+        match (batch.as_slice_mut(), self.x.as_slice()) {
+            (Some(flat), Some(x)) => {
+                for row in flat.chunks_exact_mut(d) {
+                    row.iter_mut().zip(x).for_each(|(v, x)| *v += x);
+                }
+            }
+            _ => *batch += &self.x.view().insert_axis(Axis(0)),
+        }
+    }
+
+    /// Loss values of the inputs shown to the model.
+    fn eval_shown(&self, shown: ArrayViewD<'_, f64>) -> Result<Array1<f64>> {
         let b = shown.shape()[0];
         let scores = self.model.predict(shown.view())?;
         if scores.ndim() != 2 || scores.shape()[1] <= self.target {
@@ -405,6 +423,19 @@ impl Loss for CemLoss {
             }
         }
         Ok(out)
+    }
+}
+
+impl Loss for CemLoss {
+    fn eval_batch(&self, batch: ArrayViewD<'_, f64>) -> Result<Array1<f64>> {
+        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        let shown = self.shown(batch, &mut scratch)?;
+        self.eval_shown(shown)
+    }
+
+    fn eval_batch_mut(&self, mut batch: ArrayViewMutD<'_, f64>) -> Result<Array1<f64>> {
+        self.show_in_place(&mut batch);
+        self.eval_shown(batch.view())
     }
 
     fn bounds(&self) -> &Bounds {
@@ -483,10 +514,26 @@ mod tests {
         .expect("loss")
     }
 
+    /// The loss values of `rows`, checked to be the same (bit for bit) by every route: a
+    /// contiguous batch, a strided view, and the in-place evaluation.
     fn eval(l: &CemLoss, rows: &[[f64; 2]]) -> Vec<f64> {
         let flat: Vec<f64> = rows.iter().flatten().copied().collect();
         let b = ArrayD::from_shape_vec(vec![rows.len(), 2], flat).expect("batch");
-        l.eval_batch(b.view()).expect("eval").to_vec()
+        let values = l.eval_batch(b.view()).expect("eval").to_vec();
+        // every other row of a batch with a junk row after each one
+        let padded: Vec<f64> = rows.iter().flat_map(|r| [r[0], r[1], 9.0, 9.0]).collect();
+        let padded = ArrayD::from_shape_vec(vec![2 * rows.len(), 2], padded).expect("batch");
+        let strided = padded.slice(ndarray::s![..;2, ..]).into_dyn();
+        assert!(rows.len() < 2 || strided.as_slice().is_none());
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&values),
+            bits(&l.eval_batch(strided).expect("eval").to_vec())
+        );
+        let mut owned = b.clone();
+        let in_place = l.eval_batch_mut(owned.view_mut()).expect("eval").to_vec();
+        assert_eq!(bits(&values), bits(&in_place));
+        values
     }
 
     #[test]
