@@ -121,20 +121,29 @@ impl KwargsSpec for UrvKwargs {
 // (`multiversion`); both builds do the same IEEE operations in the same order, so results do
 // not depend on the CPU.
 
-/// `Σ v²` over a row, in four interleaved partial sums (a fixed order the compiler can
-/// vectorise).
+/// `Σ v²` over a row, in sixteen interleaved partial sums (a fixed order the compiler can
+/// vectorise into independent chains).
 #[multiversion::multiversion(targets("x86_64+avx2"))]
 fn sum_sq<T: Copy + Into<f64>>(row: &[T]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let mut quads = row.chunks_exact(4);
-    for quad in &mut quads {
-        for (a, v) in acc.iter_mut().zip(quad) {
+    const K: usize = 16;
+    let mut acc = [0.0f64; K];
+    let mut chunks = row.chunks_exact(K);
+    for chunk in &mut chunks {
+        for (a, v) in acc.iter_mut().zip(chunk) {
             let v: f64 = (*v).into();
             *a += v * v;
         }
     }
-    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for v in quads.remainder() {
+    // pairwise, in a fixed order
+    let mut width = K;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            acc[i] += acc[i + width];
+        }
+    }
+    let mut s = acc[0];
+    for v in chunks.remainder() {
         let v: f64 = (*v).into();
         s += v * v;
     }

@@ -30,17 +30,25 @@ use rand::Rng;
 pub trait Draw: Copy {
     /// Converts a draw (exactly).
     fn from_f32(v: f32) -> Self;
+    /// The slice itself when `Self` is `f32` (draws are then written in place).
+    fn as_f32_mut(values: &mut [Self]) -> Option<&mut [f32]>;
 }
 
 impl Draw for f64 {
     fn from_f32(v: f32) -> Self {
         f64::from(v)
     }
+    fn as_f32_mut(_: &mut [Self]) -> Option<&mut [f32]> {
+        None
+    }
 }
 
 impl Draw for f32 {
     fn from_f32(v: f32) -> Self {
         v
+    }
+    fn as_f32_mut(values: &mut [Self]) -> Option<&mut [f32]> {
+        Some(values)
     }
 }
 
@@ -102,6 +110,18 @@ impl NormalSampler {
 
     /// Fills `out` with independent standard-normal draws.
     pub fn fill<T: Draw>(&mut self, out: &mut [T]) {
+        let whole = out.len() - out.len() % GROUP;
+        let (head, tail) = out.split_at_mut(whole);
+        if let Some(head) = T::as_f32_mut(head) {
+            groups(&mut self.s, head);
+            self.fill_via_block(tail);
+        } else {
+            self.fill_via_block(out);
+        }
+    }
+
+    /// [`NormalSampler::fill`] through the block buffer (any length, any [`Draw`] type).
+    fn fill_via_block<T: Draw>(&mut self, out: &mut [T]) {
         for chunk in out.chunks_mut(BLOCK) {
             let used = chunk.len().next_multiple_of(GROUP);
             groups(&mut self.s, &mut self.block[..used]);
@@ -444,11 +464,16 @@ mod tests {
         fill_standard_normal(&mut b, &mut maxi_core::rng_from_seed(1));
         assert_eq!(a, b);
         assert!(a.iter().all(|x| x.is_finite()));
-        // the f64 variant stores exactly the f32 variant's draws
-        let mut c = vec![0.0f32; 7];
-        fill_standard_normal(&mut c, &mut maxi_core::rng_from_seed(1));
-        for (x, y) in a.iter().zip(&c) {
-            assert_eq!(*x, f64::from(*y));
+        // the f64 variant stores exactly the f32 variant's draws (which are written in place
+        // for whole groups of 16 and through the block buffer otherwise)
+        for n in [7, 16, 100, 300] {
+            let mut a = vec![0.0f64; n];
+            let mut c = vec![0.0f32; n];
+            fill_standard_normal(&mut a, &mut maxi_core::rng_from_seed(1));
+            fill_standard_normal(&mut c, &mut maxi_core::rng_from_seed(1));
+            for (x, y) in a.iter().zip(&c) {
+                assert_eq!(*x, f64::from(*y));
+            }
         }
         // extreme words: u at its ends, angles at theirs
         for (wa, wb) in [(0u32, 0u32), (u32::MAX, u32::MAX), (511, 1 << 31)] {
