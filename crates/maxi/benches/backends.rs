@@ -6,6 +6,7 @@
 //! cargo bench -p maxi --bench backends                      # every configuration
 //! cargo bench -p maxi --bench backends -- onnxruntime linear # names containing a filter
 //! MAXI_BENCH_STEPS=20 MAXI_BENCH_REPEATS=1 cargo bench -p maxi --bench backends  # quick
+//! MAXI_BENCH_BATCH_SIZE=16 cargo bench -p maxi --bench backends -- onnx  # batch_size kwarg
 //! ```
 //!
 //! Configurations: `onnx-1`, `onnx-N` (tract on 1 thread and on all N cores), `onnxruntime-1`,
