@@ -6,8 +6,8 @@
 //! branches or table lookups:
 //!
 //! - 32-bit words come from four xoshiro256++ lanes seeded from the caller's generator;
-//! - from a word pair `(a, b)`: `u = (a >> 9 + ½)·2⁻²³ ∈ (0, 1)` and
-//!   `φ = (b >> 9 + ½)·2⁻²³·π/2 ∈ (0, π/2)`, and two bits of `a` pick the signs, so that
+//! - from a word pair `(a, b)`: `u = ((a >> 9) + ½)·2⁻²³ ∈ (0, 1)` and
+//!   `φ = ((b >> 9) + ½)·2⁻²³·π/2 ∈ (0, π/2)`, and two bits of `a` pick the signs, so that
 //!   `(±r·cos φ, ±r·sin φ)` with `r = √(−2 ln u)` is a pair of independent standard normals
 //!   (the angle is uniform on the whole circle once both signs are random);
 //! - `ln` and `sin`/`cos` are evaluated in `f32` by series accurate to a few units in the last
