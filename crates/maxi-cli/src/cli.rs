@@ -90,6 +90,10 @@ pub struct ExplainArgs {
     /// Worker threads of the model backend (its `threads` kwarg); overrides [model] threads.
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<u64>,
+
+    /// Rows per model call (the backend's `batch_size` kwarg); overrides [model] batch_size.
+    #[arg(long, value_name = "N", value_parser = parse_batch_size)]
+    pub batch_size: Option<u64>,
 }
 
 const EXPLAIN_AFTER_HELP: &str = "\
@@ -99,7 +103,7 @@ Config example (TOML; JSON has the same shape):
   num_iter = 200        # optimiser updates (>= 1)
   save_freq = 100       # savepoints after update 1, every save_freq-th and the last
   seed = 1
-  [model]               # optional: backend, path and backend kwargs (e.g. threads)
+  [model]               # optional: backend, path and backend kwargs (threads, batch_size)
   path = \"model.onnx\"
   [input]               # optional: path (or mnist:N) and pixel_range for PNG inputs
   path = \"digit.png\"
@@ -129,6 +133,15 @@ Exit codes: 0 success, 2 bad usage/config/input, 1 failure while running, 130 in
 
 fn parse_kind(s: &str) -> Result<Kind, String> {
     s.parse()
+}
+
+fn parse_batch_size(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not a number of rows; give a whole number ≥ 1"
+        )),
+    }
 }
 
 fn parse_threads(s: &str) -> Result<u64, String> {

@@ -226,7 +226,7 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 /// Builds the model through the registry: `[model]` backend/path/kwargs, overridden by
-/// `--model`, `--backend` and `--threads`.
+/// `--model`, `--backend`, `--threads` and `--batch-size`.
 fn load_model(cfg: &Config, args: &ExplainArgs) -> CliResult<LoadedModel> {
     let file = cfg.file.display().to_string();
     let (path, hint) = match (&args.model, &cfg.model.path) {
@@ -288,11 +288,16 @@ fn load_model(cfg: &Config, args: &ExplainArgs) -> CliResult<LoadedModel> {
     if let Some(t) = args.threads {
         kw.insert("threads".into(), json!(t));
     }
+    if let Some(n) = args.batch_size {
+        kw.insert("batch_size".into(), json!(n));
+    }
     let kwargs = Kwargs::from_serialize(&kw)?.with_base_dir(&cfg.dir);
     let parsed = component.parse_kwargs(&kwargs).map_err(|e| {
         CliError::from_maxi_in(
             e,
-            &format!("in [model] of {file} or from --threads; see `maxi list --kind model`"),
+            &format!(
+                "in [model] of {file} or from --threads/--batch-size; see `maxi list --kind model`"
+            ),
         )
     })?;
     let model = match component.builder() {

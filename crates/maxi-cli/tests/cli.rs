@@ -347,6 +347,29 @@ fn toml_and_json_configs_give_identical_results() {
 }
 
 #[test]
+fn threads_and_batch_size_reach_the_backend() {
+    let (dir, cfg) = config("c.toml", &short_toml(""));
+    let run = |extra: &[&str], out: &str| {
+        let out = dir.path().join(out);
+        maxi()
+            .args(["explain", "-q", "--config", &cfg])
+            .args(extra)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        std::fs::read(out.join("iter_10.npy")).expect("npy")
+    };
+    // one row per call (the default, or batch_size 1) is bit-identical for any thread count
+    let one = run(&["--threads", "1"], "a");
+    assert_eq!(one, run(&["--threads", "2", "--batch-size", "1"], "b"));
+    // chunks of 4 rows: another plan, the same for any thread count
+    let chunked = run(&["--threads", "1", "--batch-size", "4"], "c");
+    assert_eq!(chunked, run(&["--threads", "2", "--batch-size", "4"], "d"));
+    expect_usage_error(&["--config", &cfg, "--batch-size", "0"], &["--batch-size"]);
+}
+
+#[test]
 fn seed_option_overrides_the_config_and_same_seed_repeats() {
     let (dir, cfg) = config("c.toml", &short_toml(""));
     let run = |seed: &str, out: &str| {

@@ -51,6 +51,13 @@
 //! determinism: each row is computed on its own by the same plan, so the output is
 //! **bit-identical whatever the thread count and whatever the batch composition**: row `i` of
 //! a batch equals predicting row `i` alone.
+//!
+//! The `batch_size` kwarg ([`OnnxModel::with_options`]) trades this for a plan with a fixed
+//! batch of `n` rows, for models whose batched kernels pay off: batches are then cut into
+//! chunks of `n` rows (the last one padded with zero rows whose outputs are dropped), chunks
+//! run in parallel, and results are bit-identical for any thread count (chunk boundaries do
+//! not depend on it). On the bundled CNN it is slower: `cargo bench -p maxi --bench backends`
+//! with `MAXI_BENCH_BATCH_SIZE` set compares.
 #![warn(missing_docs)]
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -78,6 +85,8 @@ pub struct OnnxModel {
     item_shape: Vec<usize>,
     output_item_shape: Vec<usize>,
     threads: usize,
+    /// Rows per tract call (the plan's batch size).
+    chunk: usize,
     pool: Option<rayon::ThreadPool>,
 }
 
@@ -88,6 +97,7 @@ impl std::fmt::Debug for OnnxModel {
             .field("item_shape", &self.item_shape)
             .field("output_item_shape", &self.output_item_shape)
             .field("threads", &self.threads)
+            .field("batch_size", &self.chunk)
             .finish_non_exhaustive()
     }
 }
@@ -199,9 +209,9 @@ fn inspect_input(path: &Path, model: &InferenceModel) -> Result<InputInfo> {
     Ok(InputInfo { item_shape })
 }
 
-/// Parses the file and builds the optimised batch-1 plan. Returns the plan, the item shape and
-/// the full (batch-1) output shape.
-fn build_plan(path: &Path) -> Result<(Arc<Plan>, Vec<usize>, Vec<usize>)> {
+/// Parses the file and builds the optimised plan for batches of exactly `batch` rows. Returns
+/// the plan, the item shape and the full output shape.
+fn build_plan(path: &Path, batch: usize) -> Result<(Arc<Plan>, Vec<usize>, Vec<usize>)> {
     let model = tract_onnx::onnx().model_for_path(path).map_err(|e| {
         load_error(
             path,
@@ -217,13 +227,13 @@ fn build_plan(path: &Path) -> Result<(Arc<Plan>, Vec<usize>, Vec<usize>)> {
         .map_err(|e| load_error(path, format!("cannot list the model outputs: {e:#}")))?
         .first()
         .ok_or_else(|| load_error(path, "the model declares no output; re-export it with one"))?;
-    let mut batch1 = vec![1usize];
-    batch1.extend_from_slice(&info.item_shape);
+    let mut input_shape = vec![batch];
+    input_shape.extend_from_slice(&info.item_shape);
     let unsupported = |stage: &str, e: TractError| {
         load_error(
             path,
             format!(
-                "tract cannot {stage} the model with input [1, {}] ({e:#}); the model uses an \
+                "tract cannot {stage} the model with input [{batch}, {}] ({e:#}); the model uses an \
                  operator or construct tract-onnx 0.23 does not support, try re-exporting with \
                  a different opset or simplifying it (onnx-simplifier)",
                 info.item_shape
@@ -236,7 +246,7 @@ fn build_plan(path: &Path) -> Result<(Arc<Plan>, Vec<usize>, Vec<usize>)> {
     };
     let typed = model
         .with_output_outlets(&[first_output])
-        .and_then(|m| m.with_input_fact(0, f32::fact(batch1.clone()).into()))
+        .and_then(|m| m.with_input_fact(0, f32::fact(input_shape.clone()).into()))
         .map_err(|e| unsupported("specialise", e))?
         .into_optimized()
         .map_err(|e| unsupported("analyse and optimise", e))?;
@@ -266,10 +276,29 @@ impl OnnxModel {
     /// Loads an ONNX model whose batches are spread over `threads` worker threads (at least
     /// 1; with 1, rows run on the calling thread). Results do not depend on `threads`.
     pub fn with_threads(path: impl AsRef<Path>, threads: usize) -> Result<Self> {
+        Self::with_options(path, threads, None)
+    }
+
+    /// Like [`OnnxModel::with_threads`], with the rows per tract call: `None` or `Some(1)`
+    /// runs every row through a batch-1 plan (the default, fastest on the bundled CNN);
+    /// `Some(n)` builds a plan for `n` rows and cuts each batch into chunks of `n` (the last
+    /// one padded with zeros). Results do not depend on `threads` either way.
+    pub fn with_options(
+        path: impl AsRef<Path>,
+        threads: usize,
+        batch_size: Option<usize>,
+    ) -> Result<Self> {
         let path = path.as_ref();
         if threads == 0 {
             return Err(MaxiError::InvalidSetting {
                 name: "threads".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        let chunk = batch_size.unwrap_or(1);
+        if chunk == 0 {
+            return Err(MaxiError::InvalidSetting {
+                name: "batch_size".into(),
                 message: "must be at least 1".into(),
             });
         }
@@ -285,7 +314,8 @@ impl OnnxModel {
         }
         // tract reports bad models as errors; the guard only turns an unexpected internal panic
         // on a malformed file into an error instead of aborting the caller.
-        let (plan, item_shape, output_shape) = catch_unwind(AssertUnwindSafe(|| build_plan(path)))
+        let (plan, item_shape, output_shape) =
+            catch_unwind(AssertUnwindSafe(|| build_plan(path, chunk)))
             .unwrap_or_else(|panic| {
                 let what = panic
                     .downcast_ref::<String>()
@@ -298,8 +328,18 @@ impl OnnxModel {
                 ))
             })?;
         let output_item_shape = match output_shape.split_first() {
-            Some((1, rest)) => rest.to_vec(),
-            _ => output_shape,
+            Some((&first, rest)) if first == chunk => rest.to_vec(),
+            _ if chunk == 1 => output_shape,
+            _ => {
+                return Err(load_error(
+                    path,
+                    format!(
+                        "with batch_size = {chunk} the first output must have the batch as its \
+                         first axis, but its shape is {output_shape:?}; leave batch_size unset \
+                         (one row per call)"
+                    ),
+                ));
+            }
         };
         let pool = if threads > 1 {
             let pool = rayon::ThreadPoolBuilder::new()
@@ -324,6 +364,7 @@ impl OnnxModel {
             item_shape,
             output_item_shape,
             threads,
+            chunk,
             pool,
         })
     }
@@ -348,15 +389,31 @@ impl OnnxModel {
         self.threads
     }
 
-    fn run_row(&self, row: &[f32]) -> Result<Vec<f64>> {
+    /// Rows per tract call.
+    pub fn batch_size(&self) -> usize {
+        self.chunk
+    }
+
+    /// Runs up to `chunk` rows (`rows` holds them row-major) through the plan, padding a short
+    /// chunk with zero rows whose outputs are dropped.
+    fn run_chunk(&self, rows: &[f32]) -> Result<Vec<f64>> {
+        let item_len: usize = self.item_shape.iter().product();
+        let n = rows.len() / item_len.max(1);
         let mut shape = Vec::with_capacity(self.item_shape.len() + 1);
-        shape.push(1);
+        shape.push(self.chunk);
         shape.extend_from_slice(&self.item_shape);
         let fail = |e: TractError| MaxiError::ModelRun {
             model: self.name.clone(),
             message: format!("{e:#}"),
         };
-        let input = Tensor::from_shape(&shape, row).map_err(fail)?;
+        let input = if n < self.chunk {
+            let mut padded = rows.to_vec();
+            padded.resize(self.chunk * item_len, 0.0);
+            Tensor::from_shape(&shape, &padded)
+        } else {
+            Tensor::from_shape(&shape, rows)
+        }
+        .map_err(fail)?;
         // Each row runs single-threaded on its worker: no nested parallelism even if a
         // process-wide tract executor was set, and no lock on that global in every product.
         let outputs = multithread_tract_scope(Executor::SingleThread, || {
@@ -367,20 +424,21 @@ impl OnnxModel {
             model: self.name.clone(),
             message: "produced no output".into(),
         })?;
-        let expected: usize = self.output_item_shape.iter().product();
-        if out.len() != expected {
+        let out_len: usize = self.output_item_shape.iter().product();
+        if out.len() != self.chunk * out_len {
             return Err(MaxiError::ModelRun {
                 model: self.name.clone(),
                 message: format!(
-                    "output of shape {:?} for one row; expected {} values",
+                    "output of shape {:?} for {} row(s); expected {} values",
                     out.shape(),
-                    expected
+                    self.chunk,
+                    self.chunk * out_len
                 ),
             });
         }
         let as_f64 = out.cast_to::<f64>().map_err(fail)?;
         let plain = as_f64.try_as_plain_ram().map_err(fail)?;
-        Ok(plain.as_slice::<f64>().map_err(fail)?.to_vec())
+        Ok(plain.as_slice::<f64>().map_err(fail)?[..n * out_len].to_vec())
     }
 }
 
@@ -392,13 +450,14 @@ impl Model for OnnxModel {
         let item_len: usize = self.item_shape.iter().product();
         // Standard-layout f32 copy of the whole batch; row i is data[i*item_len..(i+1)*item_len].
         let data = to_f32_row_major(batch);
-        // Item axes are positive (checked at load), so `item_len > 0`.
-        let rows: Vec<&[f32]> = data.chunks_exact(item_len).collect();
+        // Item axes are positive (checked at load), so `item_len > 0`. Chunk boundaries depend
+        // only on `batch_size`, never on the thread count.
+        let chunks: Vec<&[f32]> = data.chunks(self.chunk * item_len).collect();
         let results: Vec<Result<Vec<f64>>> = match &self.pool {
-            Some(pool) if b > 1 => {
-                pool.install(|| rows.par_iter().map(|r| self.run_row(r)).collect())
+            Some(pool) if chunks.len() > 1 => {
+                pool.install(|| chunks.par_iter().map(|c| self.run_chunk(c)).collect())
             }
-            _ => rows.iter().map(|r| self.run_row(r)).collect(),
+            _ => chunks.iter().map(|c| self.run_chunk(c)).collect(),
         };
         let out_len: usize = self.output_item_shape.iter().product();
         let mut flat = Vec::with_capacity(b * out_len);
@@ -428,6 +487,11 @@ pub struct OnnxKwargs {
     /// core. Results are bit-identical for any value.
     #[serde(default)]
     pub threads: Option<usize>,
+    /// Rows per tract call (at least 1): batches are cut into chunks of this many rows, the
+    /// last padded with zeros. `null`: one row per call through a batch-1 plan, the fastest
+    /// on the bundled CNN (see the crate docs). Results are bit-identical for any `threads`.
+    #[serde(default)]
+    pub batch_size: Option<usize>,
 }
 
 impl KwargsSpec for OnnxKwargs {
@@ -439,6 +503,12 @@ impl KwargsSpec for OnnxKwargs {
             return Err(KwargProblem::new(
                 "threads",
                 "must be at least 1 (or null for one per core)",
+            ));
+        }
+        if self.batch_size == Some(0) {
+            return Err(KwargProblem::new(
+                "batch_size",
+                "must be at least 1 (or null for one row per call)",
             ));
         }
         Ok(())
@@ -455,7 +525,11 @@ impl ModelFactory for OnnxFactory {
     fn build(kwargs: &OnnxKwargs, ctx: &ModelContext<'_>) -> Result<Arc<dyn Model>> {
         let path = ctx.resolve_path(&kwargs.path);
         let threads = kwargs.threads.unwrap_or_else(default_threads);
-        Ok(Arc::new(OnnxModel::with_threads(path, threads)?))
+        Ok(Arc::new(OnnxModel::with_options(
+            path,
+            threads,
+            kwargs.batch_size,
+        )?))
     }
 }
 

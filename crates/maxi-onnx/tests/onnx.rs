@@ -119,6 +119,42 @@ fn rows_are_independent_of_batch_and_thread_count() {
 }
 
 #[test]
+fn batch_size_cuts_batches_into_padded_chunks_independent_of_threads() {
+    let batch = six_rows();
+    let rowwise = OnnxModel::with_threads(CNN, 1)
+        .unwrap()
+        .predict(batch.view())
+        .unwrap();
+    let one = OnnxModel::with_options(CNN, 1, Some(4)).expect("batch_size 4");
+    let two = OnnxModel::with_options(CNN, 2, Some(4)).expect("batch_size 4, 2 threads");
+    assert_eq!((one.batch_size(), two.batch_size()), (4, 4));
+    // 6 rows: a chunk of 4 and a chunk of 2 padded to 4
+    let out1 = one.predict(batch.view()).unwrap();
+    let out2 = two.predict(batch.view()).unwrap();
+    assert_eq!(out1.shape(), &[6, 10]);
+    assert_eq!(out1, out2, "bit-identical for any thread count");
+    for (a, b) in out1.iter().zip(rowwise.iter()) {
+        assert!((a - b).abs() < 1e-4, "{a} vs {b} row by row");
+    }
+    // one row (padded with three zero rows), and no rows
+    let first = one
+        .predict(batch.slice(ndarray::s![0..1, .., .., ..]).into_dyn())
+        .unwrap();
+    assert_eq!(first.shape(), &[1, 10]);
+    for (a, b) in first.iter().zip(rowwise.index_axis(Axis(0), 0).iter()) {
+        assert!((a - b).abs() < 1e-4);
+    }
+    let none = two
+        .predict(ArrayD::<f64>::zeros(IxDyn(&[0, 28, 28, 1])).view())
+        .unwrap();
+    assert_eq!(none.shape(), &[0, 10]);
+    assert!(matches!(
+        OnnxModel::with_options(CNN, 1, Some(0)),
+        Err(MaxiError::InvalidSetting { .. })
+    ));
+}
+
+#[test]
 fn empty_batch_gives_empty_output() {
     let model = OnnxModel::with_threads(CNN, 2).unwrap();
     let out = model
@@ -394,6 +430,23 @@ fn registered_backend_resolves_relative_paths_and_validates_kwargs() {
         Err(MaxiError::InvalidKwarg { field, .. }) => assert_eq!(field, "threads"),
         other => panic!("expected InvalidKwarg, got {:?}", other.err()),
     }
+    let zero_rows = Kwargs::new()
+        .set("path", CNN)
+        .unwrap()
+        .set("batch_size", 0)
+        .unwrap();
+    match build_from_registry("onnx", zero_rows, None) {
+        Err(MaxiError::InvalidKwarg { field, .. }) => assert_eq!(field, "batch_size"),
+        other => panic!("expected InvalidKwarg, got {:?}", other.err()),
+    }
+    let chunked = Kwargs::new()
+        .set("path", CNN)
+        .unwrap()
+        .set("batch_size", 8)
+        .unwrap();
+    let model = build_from_registry("onnx", chunked, None).expect("batch_size 8");
+    let out = model.predict(npy(IMG_2953).view()).unwrap();
+    assert_eq!(argmax(out.as_slice().unwrap()), 5);
     let unknown = Kwargs::new()
         .set("path", CNN)
         .unwrap()
