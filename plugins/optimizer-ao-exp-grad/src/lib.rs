@@ -384,5 +384,8 @@ register_optimizer!(
     doc = "AO-ExpGrad: accelerated optimistic exponentiated gradient with L1/L2 penalties and box constraints"
 );
 
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod testing;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,8 @@
 use super::*;
-use maxi_core::ndarray::{Array1, ArrayD, IxDyn, arr1};
+use crate::testing::*;
+use maxi_core::ndarray::{ArrayD, IxDyn};
 use maxi_core::registry::Builder;
-use maxi_core::{Kind, Kwargs, Loss, rng_from_seed};
+use maxi_core::{Kind, Kwargs, rng_from_seed};
 
 // ---------------------------------------------------------------------------------------------
 // w_of_exp
@@ -257,14 +258,6 @@ fn mirror_inverts_soft_threshold_without_penalty() {
 // Kwargs and registry
 // ---------------------------------------------------------------------------------------------
 
-fn bounds_of(lo: f64, hi: f64, d: usize) -> Bounds {
-    Bounds::new(
-        ArrayD::from_elem(IxDyn(&[d]), lo),
-        ArrayD::from_elem(IxDyn(&[d]), hi),
-    )
-    .expect("valid bounds")
-}
-
 #[test]
 fn kwargs_defaults_and_validation() {
     let k: ExpGradKwargs = serde_json::from_value(serde_json::json!({})).expect("defaults");
@@ -392,86 +385,6 @@ fn build_rejects_mismatched_start() {
 // ---------------------------------------------------------------------------------------------
 // Behaviour on a composite problem
 // ---------------------------------------------------------------------------------------------
-
-/// `L(y) = ½‖y − c‖²` on a box.
-struct Quadratic {
-    c: ArrayD<f64>,
-    bounds: Bounds,
-}
-
-impl Loss for Quadratic {
-    fn eval_batch(&self, batch: ArrayViewD<'_, f64>) -> Result<Array1<f64>> {
-        Ok(batch
-            .outer_iter()
-            .map(|row| {
-                0.5 * row
-                    .iter()
-                    .zip(&self.c)
-                    .map(|(y, c)| (y - c).powi(2))
-                    .sum::<f64>()
-            })
-            .collect())
-    }
-    fn bounds(&self) -> &Bounds {
-        &self.bounds
-    }
-    fn start(&self) -> ArrayD<f64> {
-        ArrayD::zeros(self.c.raw_dim())
-    }
-    fn gradient(&self, y: ArrayViewD<'_, f64>) -> Option<Result<ArrayD<f64>>> {
-        Some(Ok(&y - &self.c))
-    }
-}
-
-/// The exact gradient, recording where it was asked for.
-#[derive(Default)]
-struct Exact {
-    points: Vec<ArrayD<f64>>,
-}
-
-impl Gradient for Exact {
-    fn gradient(
-        &mut self,
-        problem: &Problem,
-        y: ArrayViewD<'_, f64>,
-        _rng: &mut MaxiRng,
-    ) -> Result<ArrayD<f64>> {
-        self.points.push(y.to_owned());
-        problem
-            .analytic_gradient(y)
-            .unwrap_or_else(|| Err(MaxiError::Other("no analytic gradient".into())))
-    }
-}
-
-fn problem(c: &[f64], lo: f64, hi: f64) -> Problem {
-    let c = arr1(c).into_dyn();
-    let d = c.len();
-    Problem::new(
-        Box::new(Quadratic {
-            c,
-            bounds: bounds_of(lo, hi, d),
-        }),
-        vec![d],
-    )
-}
-
-/// Per-coordinate minimiser of `½(y−c)² + l1|y| + (l2/2)y²` on `[lo, hi]`.
-fn minimiser(c: &[f64], l1: f64, l2: f64, lo: f64, hi: f64) -> Vec<f64> {
-    c.iter()
-        .map(|&c| (c.signum() * (c.abs() - l1).max(0.0) / (1.0 + l2)).clamp(lo, hi))
-        .collect()
-}
-
-fn objective(y: &[f64], c: &[f64], l1: f64, l2: f64) -> f64 {
-    y.iter()
-        .zip(c)
-        .map(|(y, c)| 0.5 * (y - c).powi(2) + l1 * y.abs() + 0.5 * l2 * y * y)
-        .sum()
-}
-
-const C: [f64; 5] = [3.0, -2.0, 0.3, -0.4, 1.2];
-const LO: f64 = -0.8;
-const HI: f64 = 1.5;
 
 /// Runs `steps` updates and returns (max error of y, objective gap) after each checkpoint.
 fn converge(opt: &mut dyn Optimizer, l1: f64, l2: f64, steps: usize) -> (f64, f64) {
