@@ -122,31 +122,20 @@ impl Problem {
         Ok((base_value, values.slice(ndarray::s![1..]).to_owned()))
     }
 
-    /// Loss values of a batch whose first row is the base point of an estimate; the base value
-    /// is remembered for the step record. Saves the copy that [`Problem::eval_with_base`] makes.
-    pub fn eval_with_base_row(&self, batch: ArrayViewD<'_, f64>) -> Result<Array1<f64>> {
-        let base = Self::base_row(batch.view())?.to_owned();
-        let values = self.eval_batch(batch)?;
-        *self.memo.borrow_mut() = Some((base, values[0]));
-        Ok(values)
-    }
-
-    /// [`Problem::eval_with_base_row`] on a batch the caller no longer needs: the loss may
-    /// overwrite it (the base row is remembered before it can).
+    /// Loss values of a batch whose first row is the base point of an estimate, on a batch
+    /// the caller no longer needs: the loss may overwrite it (see [`Loss::eval_batch_mut`]).
+    /// The base value is remembered for the step record (before the loss can overwrite the
+    /// row). Saves the copy that [`Problem::eval_with_base`] makes.
     pub fn eval_with_base_row_mut(&self, batch: ArrayViewMutD<'_, f64>) -> Result<Array1<f64>> {
-        let base = Self::base_row(batch.view())?.to_owned();
+        if batch.ndim() == 0 || batch.shape()[0] == 0 {
+            return Err(MaxiError::Other(
+                "eval_with_base_row_mut needs at least the base row".into(),
+            ));
+        }
+        let base = batch.index_axis(Axis(0), 0).to_owned();
         let values = self.eval_batch_mut(batch)?;
         *self.memo.borrow_mut() = Some((base, values[0]));
         Ok(values)
-    }
-
-    fn base_row(batch: ArrayViewD<'_, f64>) -> Result<ArrayViewD<'_, f64>> {
-        if batch.ndim() == 0 || batch.shape()[0] == 0 {
-            return Err(MaxiError::Other(
-                "eval_with_base_row needs at least the base row".into(),
-            ));
-        }
-        Ok(batch.index_axis_move(Axis(0), 0))
     }
 
     /// Records the loss value at a point for later reuse.

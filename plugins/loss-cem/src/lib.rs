@@ -16,7 +16,7 @@
 //! `input_range − x` when an input range is given. PP starts at `x`, PN at zero.
 #![warn(missing_docs)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use maxi_core::registry::{KwargProblem, KwargsSpec, LossContext, LossFactory};
 use maxi_core::{Bounds, CountingModel, Loss, MaxiError, Model, ModelRef, Result};
@@ -149,8 +149,6 @@ pub struct CemLoss {
     pn_target: Option<usize>,
     offset: f64,
     bounds: Bounds,
-    /// Reused buffer for the shifted batch (see [`CemLoss::shown`]).
-    scratch: Mutex<Vec<f64>>,
 }
 
 fn bound_array(
@@ -299,49 +297,12 @@ impl CemLoss {
             pn_target: kw.pn_target,
             offset,
             bounds,
-            scratch: Mutex::new(Vec::new()),
         })
     }
 
     /// The class being explained (`argmax f(x)`).
     pub fn target(&self) -> usize {
         self.target
-    }
-
-    /// The inputs shown to the model for a batch of variables: the batch itself (PP with
-    /// `no_info_val = 0`), or the batch shifted into `scratch`, which is reused from call to
-    /// call so that a URV step does not allocate a batch-sized array.
-    fn shown<'a>(
-        &self,
-        batch: ArrayViewD<'a, f64>,
-        scratch: &'a mut Vec<f64>,
-    ) -> Result<ArrayViewD<'a, f64>> {
-        if self.mode.is_pp() && self.offset == 0.0 {
-            return Ok(batch);
-        }
-        scratch.clear();
-        scratch.reserve(batch.len());
-        let d = self.x.len().max(1);
-        match (batch.as_slice(), self.x.as_slice()) {
-            (Some(flat), _) if self.mode.is_pp() => {
-                scratch.extend(flat.iter().map(|v| v + self.offset));
-            }
-            (Some(flat), Some(x)) => {
-                for row in flat.chunks_exact(d) {
-                    scratch.extend(row.iter().zip(x).map(|(v, x)| v + x));
-                }
-            }
-            _ => {
-                let shifted = if self.mode.is_pp() {
-                    batch.mapv(|v| v + self.offset)
-                } else {
-                    &batch + &self.x.view().insert_axis(Axis(0))
-                };
-                scratch.extend(shifted.iter());
-            }
-        }
-        ArrayViewD::from_shape(batch.raw_dim(), scratch)
-            .map_err(|e| MaxiError::Other(format!("CEM: cannot shape the shown batch: {e}")))
     }
 
     fn hinge(&self, a: f64) -> f64 {
@@ -351,9 +312,7 @@ impl CemLoss {
             a.max(-self.k)
         }
     }
-}
 
-impl CemLoss {
     /// Shifts a batch of variables into the inputs shown to the model, in place.
     fn show_in_place(&self, batch: &mut ArrayViewMutD<'_, f64>) {
         if self.mode.is_pp() {
@@ -428,9 +387,12 @@ impl CemLoss {
 
 impl Loss for CemLoss {
     fn eval_batch(&self, batch: ArrayViewD<'_, f64>) -> Result<Array1<f64>> {
-        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        let shown = self.shown(batch, &mut scratch)?;
-        self.eval_shown(shown)
+        if self.mode.is_pp() && self.offset == 0.0 {
+            // PP with no_info_val = 0 shows the batch itself
+            return self.eval_shown(batch);
+        }
+        let mut shown = batch.as_standard_layout().into_owned();
+        self.eval_batch_mut(shown.view_mut())
     }
 
     fn eval_batch_mut(&self, mut batch: ArrayViewMutD<'_, f64>) -> Result<Array1<f64>> {
