@@ -88,11 +88,11 @@ pub struct ExplainArgs {
     pub backend: Option<String>,
 
     /// Worker threads of the model backend (its `threads` kwarg); overrides [model] threads.
-    #[arg(long, value_name = "N", value_parser = parse_threads)]
+    #[arg(long, value_name = "N", value_parser = |s: &str| parse_count(s, "a thread count"))]
     pub threads: Option<u64>,
 
     /// Rows per model call (the backend's `batch_size` kwarg); overrides [model] batch_size.
-    #[arg(long, value_name = "N", value_parser = parse_batch_size)]
+    #[arg(long, value_name = "N", value_parser = |s: &str| parse_count(s, "a number of rows"))]
     pub batch_size: Option<u64>,
 }
 
@@ -135,21 +135,11 @@ fn parse_kind(s: &str) -> Result<Kind, String> {
     s.parse()
 }
 
-fn parse_batch_size(s: &str) -> Result<u64, String> {
+/// A whole number ≥ 1; the error calls `s` not `what`.
+fn parse_count(s: &str, what: &str) -> Result<u64, String> {
     match s.trim().parse::<u64>() {
         Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!(
-            "`{s}` is not a number of rows; give a whole number ≥ 1"
-        )),
-    }
-}
-
-fn parse_threads(s: &str) -> Result<u64, String> {
-    match s.trim().parse::<u64>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!(
-            "`{s}` is not a thread count; give a whole number ≥ 1"
-        )),
+        _ => Err(format!("`{s}` is not {what}; give a whole number ≥ 1")),
     }
 }
 
