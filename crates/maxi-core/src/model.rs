@@ -178,6 +178,34 @@ pub fn default_threads() -> usize {
         .unwrap_or(1)
 }
 
+/// Checks the kwargs every file-based model backend shares: a non-empty `path`, and `threads`
+/// and `batch_size` that are either unset or at least 1. `batch_size_unset` says what leaving
+/// `batch_size` unset does in this backend.
+pub fn check_file_backend_kwargs(
+    path: &str,
+    threads: Option<usize>,
+    batch_size: Option<usize>,
+    batch_size_unset: &str,
+) -> std::result::Result<(), crate::registry::KwargProblem> {
+    use crate::registry::KwargProblem;
+    if path.trim().is_empty() {
+        return Err(KwargProblem::new("path", "must name an .onnx file"));
+    }
+    if threads == Some(0) {
+        return Err(KwargProblem::new(
+            "threads",
+            "must be at least 1 (or null for one per core)",
+        ));
+    }
+    if batch_size == Some(0) {
+        return Err(KwargProblem::new(
+            "batch_size",
+            format!("must be at least 1 (or null {batch_size_unset})"),
+        ));
+    }
+    Ok(())
+}
+
 /// The batch's entries as `f32`, row-major (what ONNX backends feed their runtimes).
 pub fn to_f32_row_major(batch: ArrayViewD<'_, f64>) -> Vec<f32> {
     match batch.as_slice() {

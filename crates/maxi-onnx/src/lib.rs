@@ -65,7 +65,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use maxi_core::model::{assemble_batch, check_batch_shape, to_f32_row_major};
+use maxi_core::model::{
+    assemble_batch, check_batch_shape, check_file_backend_kwargs, to_f32_row_major,
+};
 use maxi_core::registry::{KwargProblem, KwargsSpec, ModelContext, ModelFactory};
 use maxi_core::{MaxiError, Model, Result};
 use ndarray::{ArrayD, ArrayViewD};
@@ -497,22 +499,12 @@ pub struct OnnxKwargs {
 
 impl KwargsSpec for OnnxKwargs {
     fn validate(&self) -> std::result::Result<(), KwargProblem> {
-        if self.path.trim().is_empty() {
-            return Err(KwargProblem::new("path", "must name an .onnx file"));
-        }
-        if self.threads == Some(0) {
-            return Err(KwargProblem::new(
-                "threads",
-                "must be at least 1 (or null for one per core)",
-            ));
-        }
-        if self.batch_size == Some(0) {
-            return Err(KwargProblem::new(
-                "batch_size",
-                "must be at least 1 (or null for one row per call)",
-            ));
-        }
-        Ok(())
+        check_file_backend_kwargs(
+            &self.path,
+            self.threads,
+            self.batch_size,
+            "for one row per call",
+        )
     }
 }
 

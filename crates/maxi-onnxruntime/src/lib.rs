@@ -88,7 +88,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use maxi_core::model::{assemble_batch, check_batch_shape, to_f32_row_major};
+use maxi_core::model::{
+    assemble_batch, check_batch_shape, check_file_backend_kwargs, to_f32_row_major,
+};
 use maxi_core::registry::{KwargProblem, KwargsSpec, ModelContext, ModelFactory};
 use maxi_core::{MaxiError, Model, Result};
 use ndarray::{ArrayD, ArrayViewD};
@@ -963,22 +965,12 @@ pub struct OrtKwargs {
 
 impl KwargsSpec for OrtKwargs {
     fn validate(&self) -> std::result::Result<(), KwargProblem> {
-        if self.path.trim().is_empty() {
-            return Err(KwargProblem::new("path", "must name an .onnx file"));
-        }
-        if self.threads == Some(0) {
-            return Err(KwargProblem::new(
-                "threads",
-                "must be at least 1 (or null for one per core)",
-            ));
-        }
-        if self.batch_size == Some(0) {
-            return Err(KwargProblem::new(
-                "batch_size",
-                "must be at least 1 (or null to split batches evenly over the sessions)",
-            ));
-        }
-        Ok(())
+        check_file_backend_kwargs(
+            &self.path,
+            self.threads,
+            self.batch_size,
+            "to split batches evenly over the sessions",
+        )
     }
 }
 
