@@ -88,11 +88,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use maxi_core::model::{
+use maxi_core::{
+    Factory, KwargProblem, KwargsSpec, MaxiError, Model, ModelContext, ModelKind, Result, Valid,
+};
+use maxi_onnx_support::{
     assemble_batch, check_batch_shape, check_file_backend_kwargs, to_f32_row_major,
 };
-use maxi_core::registry::{KwargProblem, KwargsSpec, ModelContext, ModelFactory};
-use maxi_core::{MaxiError, Model, Result};
 use ndarray::{ArrayD, ArrayViewD};
 use ort::environment::Environment;
 use ort::session::Session;
@@ -180,7 +181,7 @@ pub fn install_command() -> String {
 
 /// The number of sessions (and worker threads) used when none is given: the available cores.
 pub fn default_threads() -> usize {
-    maxi_core::model::default_threads()
+    maxi_onnx_support::default_threads()
 }
 
 /// Why the ONNX Runtime library could not be found, opened or used. The message says how to
@@ -977,12 +978,12 @@ impl KwargsSpec for OrtKwargs {
 /// The `onnxruntime` model backend: builds an [`OrtModel`] from [`OrtKwargs`].
 pub struct OrtFactory;
 
-impl ModelFactory for OrtFactory {
+impl Factory<ModelKind> for OrtFactory {
     type Kwargs = OrtKwargs;
     // No extensions: `.onnx` files open with the pure-Rust `onnx` backend unless this one is
     // named.
 
-    fn build(kwargs: &OrtKwargs, ctx: &ModelContext<'_>) -> Result<Arc<dyn Model>> {
+    fn build(kwargs: &Valid<OrtKwargs>, ctx: &ModelContext<'_>) -> Result<Arc<dyn Model>> {
         let path = ctx.resolve_path(&kwargs.path);
         let threads = kwargs.threads.unwrap_or_else(default_threads);
         Ok(Arc::new(OrtModel::with_options(
@@ -997,6 +998,7 @@ maxi_core::register_model!(
     OrtFactory,
     "onnxruntime",
     aliases = ["ort"],
+    extensions = [],
     doc = "ONNX model run with ONNX Runtime (library loaded at run time from ORT_DYLIB_PATH or \
            the Python package onnxruntime): one input [batch, ...item] of float32, first output \
            returned; batches are split over `threads` single-threaded sessions"

@@ -59,7 +59,7 @@ fn plugin_error(path: &Path) -> String {
 fn gradient_names() -> Vec<String> {
     registry::global()
         .expect("registry")
-        .components(Some(Kind::Gradient))
+        .metas(Some(Kind::Gradient))
         .iter()
         .map(|c| c.name.clone())
         .collect()
@@ -177,9 +177,9 @@ fn duplicate_of_a_built_in_name() {
     // the built-in is untouched
     let urv = registry::global()
         .expect("registry")
-        .get(Kind::Gradient, "urv")
+        .get::<maxi_core::GradientKind>("urv")
         .expect("urv");
-    assert_eq!(urv.origin, "crate maxi-gradient-urv");
+    assert_eq!(urv.meta.origin, "crate maxi-gradient-urv");
 }
 
 #[test]
@@ -212,7 +212,7 @@ fn compute(fault: &str) -> maxi_core::Result<maxi_core::ndarray::ArrayD<f64>> {
     let shape = [2, 3];
     let mut g = gradient("faulty", json!({ "fault": fault }), &shape)?;
     let p = problem(SquaredNorm::new(&shape), &shape);
-    g.gradient(&p, point(&shape).view(), &mut rng_from_seed(0))
+    g.gradient_at(&p, point(&shape).view(), &mut rng_from_seed(0))
 }
 
 /// Expects a runtime error naming the plugin file, the component and `reason`.
@@ -305,7 +305,7 @@ fn a_panic_in_the_hosts_loss_is_contained() {
     let mut g = gradient("faulty", json!({}), &shape).expect("gradient");
     let p = problem(PanickingLoss(Bounds::unbounded(&shape)), &shape);
     let e = g
-        .gradient(&p, point(&shape).view(), &mut rng_from_seed(0))
+        .gradient_at(&p, point(&shape).view(), &mut rng_from_seed(0))
         .expect_err("the loss panicked");
     assert!(
         e.to_string()
@@ -316,7 +316,7 @@ fn a_panic_in_the_hosts_loss_is_contained() {
     let p = problem(SquaredNorm::new(&shape), &shape);
     let y = point(&shape);
     assert_eq!(
-        g.gradient(&p, y.view(), &mut rng_from_seed(0))
+        g.gradient_at(&p, y.view(), &mut rng_from_seed(0))
             .expect("gradient"),
         y.mapv(|v| 2.0 * v)
     );
@@ -328,23 +328,23 @@ fn kwargs_problems_are_usage_errors_naming_the_field() {
     let path = faulty_loaded().display().to_string();
     let component = registry::global()
         .expect("registry")
-        .get(Kind::Gradient, "faulty")
+        .get::<maxi_core::GradientKind>("faulty")
         .expect("faulty");
-    match component.parse_kwargs(&kw(json!({"level": -1.0}))) {
+    match component.prepare(&kw(json!({"level": -1.0}))) {
         Err(MaxiError::InvalidKwarg { field, message, .. }) => {
             assert_eq!(field, "level");
             assert!(message.contains("must not be negative") && message.contains(&path));
         }
         other => panic!("expected an invalid kwarg, got {:?}", other.map(|_| ())),
     }
-    match component.parse_kwargs(&kw(json!({"fault": "explode"}))) {
+    match component.prepare(&kw(json!({"fault": "explode"}))) {
         Err(MaxiError::InvalidKwarg { field, message, .. }) => {
             assert_eq!(field, "fault");
             assert!(message.contains("unknown variant `explode`"), "{message}");
         }
         other => panic!("expected an invalid kwarg, got {:?}", other.map(|_| ())),
     }
-    match component.parse_kwargs(&kw(json!({"levle": 1.0}))) {
+    match component.prepare(&kw(json!({"levle": 1.0}))) {
         Err(MaxiError::UnknownKwarg { key, accepted, .. }) => {
             assert_eq!(key, "levle");
             assert_eq!(accepted, vec!["fault".to_string(), "level".to_string()]);
@@ -352,8 +352,8 @@ fn kwargs_problems_are_usage_errors_naming_the_field() {
         other => panic!("expected an unknown kwarg, got {:?}", other.map(|_| ())),
     }
     // defaults are filled in by the plugin
-    let parsed = component.parse_kwargs(&kw(json!({}))).expect("kwargs");
-    assert_eq!(parsed.to_json(), json!({"fault": "none", "level": 0.0}));
+    let parsed = component.prepare(&kw(json!({}))).expect("kwargs");
+    assert_eq!(parsed.kwargs_json(), json!({"fault": "none", "level": 0.0}));
 }
 
 fn generator(fault: &str) -> maxi_core::Result<ExplanationGenerator> {
