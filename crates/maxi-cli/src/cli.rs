@@ -32,6 +32,41 @@ pub enum Command {
     /// Explain one input with a config; with no arguments, run the bundled main job.
     #[command(after_long_help = EXPLAIN_AFTER_HELP)]
     Explain(ExplainArgs),
+    /// Quality benchmark: explain many MNIST test images with a config and re-check each
+    /// result on the model (valid rate, faithfulness, sizes, rows, time).
+    Eval(EvalArgs),
+}
+
+/// Arguments of `maxi eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Config file (TOML or JSON) as for `maxi explain`; its [input] is ignored.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+
+    /// The MNIST test images to explain: `mnist:START..END` (END exclusive).
+    #[arg(long, value_name = "RANGE", default_value = "mnist:0..100")]
+    pub inputs: String,
+
+    /// Seed of every run (overrides [generator] seed).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+
+    /// Model backend (overrides [model] backend).
+    #[arg(long, value_name = "NAME")]
+    pub backend: Option<String>,
+
+    /// Worker threads of the model backend.
+    #[arg(long, value_name = "N", value_parser = |s: &str| parse_count(s, "a thread count"))]
+    pub threads: Option<u64>,
+
+    /// Also write every image's figures to this JSON file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// No per-image lines on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 /// Arguments of `maxi list`.

@@ -8,13 +8,14 @@ use maxi::serde_json::{self, Map, Value};
 use crate::error::{CliError, CliResult};
 
 /// Top-level tables a config may hold.
-pub const TABLES: [&str; 6] = [
+pub const TABLES: [&str; 7] = [
     "generator",
     "loss",
     "optimizer",
     "gradient",
     "model",
     "input",
+    "search",
 ];
 /// Keys of `[generator]`.
 pub const GENERATOR_KEYS: [&str; 3] = ["num_iter", "save_freq", "seed"];
@@ -80,6 +81,8 @@ pub struct Config {
     pub model: ModelSpec,
     /// `[input]`.
     pub input: InputSpec,
+    /// `[search]`: the search settings, checked when the generator is built.
+    pub search: Map<String, Value>,
 }
 
 impl Config {
@@ -178,6 +181,7 @@ impl Config {
         let gradient = component("gradient", "urv")?;
         let model = parse_model(table("model")?, &shown)?;
         let input = parse_input(table("input")?, &shown)?;
+        let search = table("search")?;
         Ok(Config {
             file: file.to_path_buf(),
             dir,
@@ -187,6 +191,7 @@ impl Config {
             gradient,
             model,
             input,
+            search,
         })
     }
 }

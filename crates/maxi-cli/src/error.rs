@@ -6,6 +6,8 @@ use maxi::MaxiError;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code of failures while running.
 pub const EXIT_RUNTIME: u8 = 1;
+/// Exit code of a run that finished without finding a valid explanation (outputs written).
+pub const EXIT_NO_VALID: u8 = 3;
 /// Exit code after Ctrl-C.
 pub const EXIT_INTERRUPTED: u8 = 130;
 

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use maxi::ndarray::ArrayD;
 use maxi::serde_json::{self, Map, Value, json};
-use maxi::summary::{self, NONZERO_THRESHOLD};
+use maxi::summary;
 use maxi::{
-    Explanation, ExplanationGenerator, Kwargs, MaxiError, Model, ModelContext, ModelKind, Shown,
-    predict_class,
+    Explanation, ExplanationGenerator, Kwargs, MaxiError, Model, ModelContext, ModelKind,
+    SearchKwargs, Shown, predict_class,
 };
 use ndarray_npy::WriteNpyExt;
 
@@ -30,14 +30,14 @@ pub fn default_config() -> CliResult<PathBuf> {
 }
 
 /// A model built through the registry.
-struct LoadedModel {
-    model: Arc<dyn Model>,
+pub(crate) struct LoadedModel {
+    pub(crate) model: Arc<dyn Model>,
     /// Resolved `[model]` table: `backend` plus every kwarg with defaults.
-    config: Value,
+    pub(crate) config: Value,
 }
 
-/// Runs `maxi explain`.
-pub fn run(args: &ExplainArgs) -> CliResult<()> {
+/// Runs `maxi explain`; returns the exit code (0, or 3 when no valid explanation was found).
+pub fn run(args: &ExplainArgs) -> CliResult<u8> {
     let stop = Arc::new(AtomicBool::new(false));
     install_ctrl_c(stop.clone(), args.quiet);
 
@@ -132,6 +132,9 @@ pub fn run(args: &ExplainArgs) -> CliResult<()> {
         json!({"source": source.describe(), "shape": x.shape(), "display_range": display}),
     );
     report.insert("verdict".into(), json!(outcome.verdict));
+    report.insert("valid".into(), json!(e.outcome.valid));
+    report.insert("result".into(), json!(e.outcome));
+    report.insert("rounds".into(), json!(e.rounds));
     report.insert("history".into(), json!(e.history));
     report.insert("stopped_early".into(), json!(e.stopped_early()));
     report.insert("maxi_version".into(), json!(env!("CARGO_PKG_VERSION")));
@@ -146,7 +149,11 @@ pub fn run(args: &ExplainArgs) -> CliResult<()> {
         ));
         print_stdout(&text)?;
     }
-    Ok(())
+    Ok(if e.outcome.valid == Some(false) {
+        crate::error::EXIT_NO_VALID
+    } else {
+        0
+    })
 }
 
 fn install_ctrl_c(stop: Arc<AtomicBool>, quiet: bool) {
@@ -167,7 +174,7 @@ fn kwargs_of(spec: &ComponentSpec, cfg: &Config) -> CliResult<Kwargs> {
 
 /// Builds the generator: resolves names and validates kwargs and settings; errors name the
 /// config table and file.
-fn build_generator(
+pub(crate) fn build_generator(
     cfg: &Config,
     seed: u64,
     progress: Arc<Progress>,
@@ -184,6 +191,7 @@ fn build_generator(
     if let Some(f) = cfg.generator.save_freq {
         b = b.save_freq(f);
     }
+    b = b.search(search_of(cfg)?);
     b.build().map_err(|e| {
         let file = cfg.file.display();
         let context = match &e {
@@ -192,10 +200,31 @@ fn build_generator(
             | MaxiError::InvalidKwarg { kind, .. } => {
                 format!("in [{kind}] of {file}; see `maxi list --kind {kind}`")
             }
+            MaxiError::InvalidSetting { name, .. } if name.starts_with("search.") => {
+                format!("in [search] of {file}")
+            }
             MaxiError::InvalidSetting { .. } => format!("in [generator] of {file}"),
             _ => format!("in {file}"),
         };
         CliError::from_maxi_in(e, &context)
+    })
+}
+
+/// The `[search]` table as typed settings; errors name the key and the file.
+fn search_of(cfg: &Config) -> CliResult<SearchKwargs> {
+    let value = Value::Object(cfg.search.clone());
+    serde_path_to_error::deserialize::<_, SearchKwargs>(value).map_err(|e| {
+        let path = e.path().to_string();
+        let key = if path.is_empty() || path == "." {
+            String::new()
+        } else {
+            format!("`{path}`: ")
+        };
+        CliError::usage(format!(
+            "in [search] of {}: {key}{}; keys: method (none, c, l1), steps, budget_rows, patience, give_up, warm_start",
+            cfg.file.display(),
+            e.inner()
+        ))
     })
 }
 
@@ -210,7 +239,7 @@ fn absolute(p: &Path) -> PathBuf {
 
 /// Builds the model through the registry: `[model]` backend/path/kwargs, overridden by
 /// `--model`, `--backend`, `--threads` and `--batch-size`.
-fn load_model(cfg: &Config, args: &ExplainArgs) -> CliResult<LoadedModel> {
+pub(crate) fn load_model(cfg: &Config, args: &ExplainArgs) -> CliResult<LoadedModel> {
     let file = cfg.file.display().to_string();
     let (path, hint) = match (&args.model, &cfg.model.path) {
         (Some(p), _) => (
@@ -314,7 +343,7 @@ fn summarise(e: &Explanation, x: &ArrayD<f64>, model: &dyn Model) -> CliResult<O
     report.insert("model_s".into(), json!(e.model.seconds));
     let unit = e.unit.plural();
     let label = &d.label;
-    let retry = "(try more iterations, a larger c or a smaller l1)";
+    let budget = "(try more iterations or a larger budget_rows, a larger c or a smaller l1, or [search] method = \"c\")";
     let verdict = match d.shown {
         Shown::Candidate | Shown::InputPlusCandidate => {
             let s = summary::summarize(e, x.view(), model)?;
@@ -324,27 +353,34 @@ fn summarise(e: &Explanation, x: &ArrayD<f64>, model: &dyn Model) -> CliResult<O
                 report.extend(m);
             }
             let (n, orig, cls) = (s.nonzero, s.original_class, s.explanation_class);
-            if d.shown == Shown::InputPlusCandidate {
+            let what = if d.shown == Shown::InputPlusCandidate {
                 let only_added = e
-                    .final_candidate()
-                    .is_some_and(|c| c.iter().all(|v| *v >= -NONZERO_THRESHOLD));
+                    .outcome
+                    .candidate
+                    .iter()
+                    .all(|v| *v >= -e.support_threshold);
                 let verb = if only_added { "adding" } else { "changing" };
-                if cls != orig {
-                    format!("{label}: {verb} {n} {unit} turns class {orig} into {cls}")
-                } else {
-                    format!(
-                        "{label}: {verb} {n} {unit} leaves class {orig} unchanged — no {} found {retry}",
-                        d.name
-                    )
-                }
-            } else if cls == orig {
-                format!("{label}: {n} of {} {unit} keep class {orig}", x.len())
+                format!("{verb} {n} {unit}")
             } else {
-                format!(
-                    "{label}: {n} of {} {unit} are classified {cls}, not {orig} — no {} found {retry}",
-                    x.len(),
+                format!("{n} of {} {unit}", x.len())
+            };
+            match (e.outcome.valid, d.shown) {
+                (Some(false), _) => format!(
+                    "{label}: no valid {} found within the budget; the closest candidate ({what}, update {} of round {}) is classified {cls} {budget}",
+                    d.name, e.outcome.iteration, e.outcome.round
+                ),
+                (_, Shown::InputPlusCandidate) if cls != orig => {
+                    format!("{label}: {what} turns class {orig} into {cls}")
+                }
+                (_, Shown::InputPlusCandidate) => format!(
+                    "{label}: {what} leaves class {orig} unchanged — no {} found {budget}",
                     d.name
-                )
+                ),
+                _ if cls == orig => format!("{label}: {what} keep class {orig}"),
+                _ => format!(
+                    "{label}: {what} are classified {cls}, not {orig} — no {} found {budget}",
+                    d.name
+                ),
             }
         }
         Shown::Weights => {
@@ -431,6 +467,7 @@ fn write_outputs(
             render::picture(&render::hwc(c, l), l, scale, draw_value)
         }
     };
+    staging.write("explanation.npy", &npy_bytes(&e.outcome.candidate)?)?;
     let mut savepoints = Vec::new();
     for (t, c) in &e.savepoints {
         let npy = format!("iter_{t}.npy");
@@ -443,7 +480,8 @@ fn write_outputs(
         }
         savepoints.push(entry);
     }
-    if let (Some(l), Some(last)) = (&lay, e.final_candidate()) {
+    if let Some(l) = &lay {
+        let last = &e.outcome.candidate;
         let xs = render::hwc(x, l);
         let delta = change(last, l);
         let mut panels = vec![

@@ -8,12 +8,14 @@
 //!   Without a config it runs the main job: the CEM pertinent positive of MNIST test image 2953
 //!   on the bundled CNN, from `configs/mnist_pp.toml`.
 //!
-//! Exit codes: 0 success, 2 bad usage, config or input (the message names the problem and the
-//! fix), 1 failure while running, 130 interrupted (Ctrl-C).
+//! Exit codes: 0 success, 3 the run finished but found no valid explanation (the outputs are
+//! written, marked invalid), 2 bad usage, config or input (the message names the problem and
+//! the fix), 1 failure while running, 130 interrupted (Ctrl-C).
 
 mod cli;
 mod config;
 mod error;
+mod eval;
 mod explain;
 mod input;
 mod list;
@@ -40,7 +42,7 @@ fn main() -> ExitCode {
         }
     };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             let mut stderr = std::io::stderr().lock();
             let _ = writeln!(stderr, "error: {}", e.message);
@@ -49,11 +51,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> CliResult<()> {
+fn run(cli: Cli) -> CliResult<u8> {
     load_plugins(&cli.plugin)?;
     match cli.command {
-        Command::List(args) => list::run(&args),
+        Command::List(args) => list::run(&args).map(|()| 0),
         Command::Explain(args) => explain::run(&args),
+        Command::Eval(args) => eval::run(&args).map(|()| 0),
     }
 }
 

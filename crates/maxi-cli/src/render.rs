@@ -4,7 +4,10 @@ use std::io::Cursor;
 
 use image::{Rgb, RgbImage};
 use maxi::ndarray::ArrayD;
-use maxi::summary::NONZERO_THRESHOLD;
+
+/// Changes at most this large are drawn as no change (the support threshold of inputs whose
+/// values span about 1, like the bundled MNIST models').
+const NONZERO_THRESHOLD: f64 = 1e-3;
 
 /// How an item shape is read as an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

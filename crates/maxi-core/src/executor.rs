@@ -19,10 +19,14 @@ use crate::rng::MaxiRng;
 /// The record of one optimiser update.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct StepRecord {
-    /// 1-based update number.
+    /// 1-based update number (within its round).
     pub iteration: usize,
+    /// Search round the update belongs to (0 without a search).
+    pub round: usize,
     /// `L(v)`: the loss at the new iterate.
     pub attack_loss: f64,
+    /// Whether the new iterate is a valid explanation (`None`: the loss cannot tell).
+    pub valid: Option<bool>,
     /// `‖v‖₁` of the new iterate.
     pub l1_norm: f64,
     /// `‖v‖₂²` of the new iterate.
@@ -36,20 +40,33 @@ pub struct StepRecord {
     pub model_calls: u64,
 }
 
+/// Which round of a search a run is.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundInfo {
+    /// 0-based round number.
+    pub index: usize,
+    /// Most rounds the search will run.
+    pub of: usize,
+    /// The kwargs this round changes (e.g. `{"c": 5.0}`).
+    pub settings: serde_json::Value,
+}
+
 /// What a run is about to do, given to observers first.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunInfo {
-    /// Updates to perform.
+    /// Updates to perform (at most).
     pub num_iter: usize,
     /// Shape of the optimiser's variable.
     pub shape: Vec<usize>,
     /// Seed of the run's generator.
     pub seed: u64,
+    /// The search round, when the run is one.
+    pub round: Option<RoundInfo>,
 }
 
 /// A hook into a run: logging, progress, savepoint writers, early stopping.
 pub trait Observer: Send + Sync {
-    /// Called once before the first update.
+    /// Called once before the first update of a run (of each round of a search).
     fn on_start(&self, _info: &RunInfo) {}
     /// Called once per update with its record.
     fn on_step(&self, _record: &StepRecord) {}
@@ -69,6 +86,12 @@ pub enum StopReason {
     Completed,
     /// An observer asked to stop (e.g. Ctrl-C).
     Observer,
+    /// The next update would have exceeded the model-row budget.
+    Budget,
+    /// The best valid iterate did not improve for `patience` updates.
+    Converged,
+    /// No valid iterate within `give_up` updates.
+    GaveUp,
 }
 
 /// When savepoints are taken: after update 1, every `every`-th update and the last one.
@@ -87,6 +110,22 @@ impl Schedule {
     }
 }
 
+/// Ends a run before `num_iter` updates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Termination {
+    /// Rows the explained model may have received in all when the run ends (rows sent before
+    /// the run count too): no update starts that could cross it.
+    pub budget_rows: Option<u64>,
+    /// Stop once there is a valid iterate and the best one has not improved for this many
+    /// updates.
+    pub patience: Option<usize>,
+    /// Stop when this many updates have not produced a single valid iterate (for a loss that
+    /// tells validity).
+    pub give_up: Option<usize>,
+    /// Rows of the budget to leave unused by the updates (for checks after the run).
+    pub reserve_rows: u64,
+}
+
 /// The canonical names of a pipeline's components (reported when they fail).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Names {
@@ -98,6 +137,56 @@ pub struct Names {
     pub optimizer: String,
 }
 
+/// How large an explanation is: the entries it uses, then IBM's elastic-net size. Smaller is
+/// better; [`Size::key`] orders them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Size {
+    /// Entries of the variable whose magnitude exceeds the support threshold.
+    pub support: usize,
+    /// `l1·‖v‖₁ + ‖v‖₂²` with the run's L1 weight.
+    pub elastic: f64,
+}
+
+impl Size {
+    /// Of `v` with `threshold` and L1 weight `l1`.
+    pub fn of(v: ArrayViewD<'_, f64>, threshold: f64, l1: f64) -> Size {
+        let (mut support, mut a, mut b) = (0usize, 0.0f64, 0.0f64);
+        for x in v.iter() {
+            support += usize::from(x.abs() > threshold);
+            a += x.abs();
+            b += x * x;
+        }
+        Size {
+            support,
+            elastic: l1 * a + b,
+        }
+    }
+
+    /// Ordering key: fewer entries first, then the smaller elastic-net size.
+    pub fn key(&self) -> (usize, f64) {
+        (self.support, self.elastic)
+    }
+
+    /// True when `self` is strictly smaller than `other`.
+    pub fn smaller_than(&self, other: &Size) -> bool {
+        self.support < other.support
+            || (self.support == other.support && self.elastic < other.elastic)
+    }
+}
+
+/// An iterate with its value, verdict and size.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    /// Update that produced it (within its round).
+    pub iteration: usize,
+    /// The iterate (variable space).
+    pub iterate: ArrayD<f64>,
+    /// Its loss value and verdict.
+    pub value: Assessed,
+    /// Its size.
+    pub size: Size,
+}
+
 /// What the executor knows at the end of a run.
 #[derive(Debug, Clone)]
 pub struct Finished {
@@ -105,10 +194,22 @@ pub struct Finished {
     pub iterations: usize,
     /// Why the run ended.
     pub stop: StopReason,
-    /// The last iterate (variable space).
-    pub iterate: ArrayD<f64>,
-    /// Its loss value and verdict.
-    pub value: Assessed,
+    /// The last iterate, unless the run could not make a single update.
+    pub last: Option<Scored>,
+    /// The valid iterate of the smallest [`Size`] (the earliest among equals).
+    pub best_valid: Option<Scored>,
+    /// The smallest valid iterates with distinct supports, smallest first (at most
+    /// [`RUNNERS_UP`]), the best one included.
+    pub valid: Vec<Scored>,
+    /// The iterate of the lowest loss value (the latest among equals).
+    pub lowest: Option<Scored>,
+}
+
+impl Finished {
+    /// The run's result: the best valid iterate, else the lowest-loss one.
+    pub fn result(&self) -> Option<&Scored> {
+        self.best_valid.as_ref().or(self.lowest.as_ref())
+    }
 }
 
 /// Runs an optimiser with a gradient method on a problem (see the module docs).
@@ -119,8 +220,10 @@ pub struct Executor<'a> {
     optimizer: &'a mut dyn Optimizer,
     names: Names,
     schedule: Schedule,
+    termination: Termination,
     observers: Vec<Arc<dyn Observer>>,
     seed: u64,
+    round: Option<RoundInfo>,
 }
 
 /// An iterate whose loss value is still to be found, with the counters at its update.
@@ -128,6 +231,52 @@ struct Pending {
     t: usize,
     iterate: ArrayD<f64>,
     stats: ModelStats,
+}
+
+/// Best iterates seen so far.
+/// Valid iterates [`Finished::valid`] keeps.
+pub const RUNNERS_UP: usize = 8;
+
+#[derive(Default)]
+struct Tracker {
+    best_valid: Option<Scored>,
+    valid: Vec<Scored>,
+    lowest: Option<Scored>,
+    last: Option<Scored>,
+    improved_at: usize,
+}
+
+impl Tracker {
+    fn see(&mut self, s: Scored) {
+        self.last = Some(s.clone());
+        if s.value.valid == Some(true)
+            && self
+                .best_valid
+                .as_ref()
+                .is_none_or(|b| s.size.smaller_than(&b.size))
+        {
+            self.improved_at = s.iteration;
+            self.best_valid = Some(s.clone());
+        }
+        if s.value.valid == Some(true) && !self.valid.iter().any(|v| v.size.support == s.size.support) {
+            let at = self
+                .valid
+                .iter()
+                .position(|v| s.size.smaller_than(&v.size))
+                .unwrap_or(self.valid.len());
+            if at < RUNNERS_UP {
+                self.valid.insert(at, s.clone());
+                self.valid.truncate(RUNNERS_UP);
+            }
+        }
+        if self
+            .lowest
+            .as_ref()
+            .is_none_or(|b| s.value.value <= b.value.value)
+        {
+            self.lowest = Some(s);
+        }
+    }
 }
 
 fn l1(v: &ArrayD<f64>) -> f64 {
@@ -154,14 +303,22 @@ impl<'a> Executor<'a> {
             optimizer,
             names: Names::default(),
             schedule,
+            termination: Termination::default(),
             observers: Vec::new(),
             seed: 0,
+            round: None,
         }
     }
 
     /// Names the components in runtime errors.
     pub fn names(mut self, names: Names) -> Self {
         self.names = names;
+        self
+    }
+
+    /// Ends the run early on a row budget or when the best valid iterate stops improving.
+    pub fn termination(mut self, termination: Termination) -> Self {
+        self.termination = termination;
         self
     }
 
@@ -174,6 +331,12 @@ impl<'a> Executor<'a> {
     /// The seed reported to observers.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+
+    /// The search round this run is, reported to observers and in the records.
+    pub fn round(mut self, round: RoundInfo) -> Self {
+        self.round = Some(round);
         self
     }
 
@@ -209,13 +372,28 @@ impl<'a> Executor<'a> {
         let (a, b) = (l1(&p.iterate), l2sq(&p.iterate));
         StepRecord {
             iteration: p.t,
+            round: self.round.as_ref().map_or(0, |r| r.index),
             attack_loss: value.value,
+            valid: value.valid,
             l1_norm: a,
             l2_norm_sq: b,
             objective: value.value + reg.l1 * a + 0.5 * reg.l2 * b,
             model_rows: p.stats.rows,
             model_calls: p.stats.calls,
         }
+    }
+
+    /// Emits the record of `p` and tracks it.
+    fn settle(&self, p: Pending, value: Assessed, reg: Regularization, tracker: &mut Tracker) {
+        let r = self.record(&p, value, reg);
+        self.observers.iter().for_each(|o| o.on_step(&r));
+        let size = Size::of(p.iterate.view(), self.problem.support_threshold(), reg.l1);
+        tracker.see(Scored {
+            iteration: p.t,
+            iterate: p.iterate,
+            value,
+            size,
+        });
     }
 
     fn savepoint(&self, t: usize, iterate: &ArrayD<f64>) {
@@ -225,7 +403,13 @@ impl<'a> Executor<'a> {
             .for_each(|o| o.on_savepoint(t, c.view()));
     }
 
-    fn check_array(&self, kind: Kind, t: usize, what: &str, a: ArrayViewD<'_, f64>) -> Result<()> {
+    fn check_array(
+        &self,
+        kind: Kind,
+        t: usize,
+        what: &str,
+        a: ArrayViewD<'_, f64>,
+    ) -> Result<()> {
         let shape = self.problem.shape();
         if a.shape() != shape {
             return Err(self.runtime(
@@ -250,6 +434,26 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
+    /// True when update `t` (with or without an extra point) could cross the row budget,
+    /// keeping one evaluation for the final iterate.
+    fn over_budget(&self, with_also: bool, per_loss_row: u64) -> Result<bool> {
+        let Some(budget) = self.termination.budget_rows else {
+            return Ok(false);
+        };
+        let cost = self.gradient.rows_per_estimate(with_also).ok_or_else(|| {
+            MaxiError::InvalidSetting {
+                name: "budget_rows".into(),
+                message: format!(
+                    "needs a gradient method that tells how many rows a gradient costs; `{}` does not (remove budget_rows or choose urv/usrv)",
+                    self.names.gradient
+                ),
+            }
+        })?;
+        let used = self.model.stats().rows + self.termination.reserve_rows;
+        let next = (cost + 1).saturating_mul(per_loss_row);
+        Ok(used.saturating_add(next) > budget)
+    }
+
     /// Runs the updates, drawing from `rng`.
     pub fn run(self, rng: &mut MaxiRng) -> Result<Finished> {
         let num_iter = self.schedule.num_iter;
@@ -257,11 +461,15 @@ impl<'a> Executor<'a> {
             num_iter,
             shape: self.problem.shape().to_vec(),
             seed: self.seed,
+            round: self.round.clone(),
         };
         self.observers.iter().for_each(|o| o.on_start(&info));
         let reg = self.optimizer.regularization();
+        let mut tracker = Tracker::default();
         let mut pending: Option<Pending> = None;
         let mut stop = StopReason::Completed;
+        // model rows per loss row, learnt from the first gradient (1 until then)
+        let mut per_loss_row = 1u64;
         for t in 1..=num_iter {
             let query = self.optimizer.query();
             // the iterate of the last update still needs its value: from the gradient's own
@@ -271,18 +479,32 @@ impl<'a> Executor<'a> {
                 .filter(|p| p.iterate.view() != query)
                 .map(|p| p.iterate.view());
             let at_query = also.is_none();
+            if self.over_budget(!at_query, per_loss_row)? {
+                stop = StopReason::Budget;
+                break;
+            }
             let request = Request {
                 at: query,
                 also,
                 more: t < num_iter,
             };
+            let (rows_before, loss_before) = (self.model.stats().rows, self.problem.loss_rows());
             let estimate = self
                 .gradient
                 .estimate(self.problem, &request, rng)
                 .map_err(|e| self.runtime(Kind::Gradient, t, e))?;
+            let loss_rows = self.problem.loss_rows() - loss_before;
+            if t == 1 && loss_rows > 0 {
+                let model_rows = self.model.stats().rows - rows_before;
+                per_loss_row = model_rows.div_ceil(loss_rows).max(1);
+            }
             self.check_array(Kind::Gradient, t, "a gradient", estimate.gradient.view())?;
             if let Some(p) = pending.take() {
-                let known = if at_query { estimate.at } else { estimate.also };
+                let known = if at_query {
+                    estimate.at
+                } else {
+                    estimate.also
+                };
                 let value = match known {
                     Some(v) => v,
                     None => self
@@ -290,8 +512,7 @@ impl<'a> Executor<'a> {
                         .assess(p.iterate.view())
                         .map_err(|e| self.runtime(Kind::Loss, p.t, e))?,
                 };
-                let r = self.record(&p, value, reg);
-                self.observers.iter().for_each(|o| o.on_step(&r));
+                self.settle(p, value, reg, &mut tracker);
             }
             self.optimizer
                 .update(estimate.gradient.view())
@@ -307,15 +528,40 @@ impl<'a> Executor<'a> {
                 iterate,
                 stats: self.model.stats(),
             });
-            if t < num_iter && self.observers.iter().any(|o| o.should_stop()) {
+            if t == num_iter {
+                break;
+            }
+            if self.observers.iter().any(|o| o.should_stop()) {
                 stop = StopReason::Observer;
                 break;
             }
+            if let Some(patience) = self.termination.patience
+                && tracker.best_valid.is_some()
+                && t.saturating_sub(tracker.improved_at) >= patience
+            {
+                stop = StopReason::Converged;
+                break;
+            }
+            if let Some(give_up) = self.termination.give_up
+                && tracker.best_valid.is_none()
+                && tracker.last.as_ref().is_some_and(|l| l.value.valid.is_some())
+                && t >= give_up
+            {
+                stop = StopReason::GaveUp;
+                break;
+            }
         }
-        let p = pending.ok_or_else(|| MaxiError::InvalidSetting {
-            name: "num_iter".into(),
-            message: "must be at least 1".into(),
-        })?;
+        let Some(p) = pending else {
+            // not a single update fitted in the budget
+            return Ok(Finished {
+                iterations: 0,
+                stop,
+                last: None,
+                best_valid: None,
+                valid: Vec::new(),
+                lowest: None,
+            });
+        };
         if !self.schedule.is_savepoint(p.t) {
             // an early stop: the last iterate is always a savepoint
             self.savepoint(p.t, &p.iterate);
@@ -324,13 +570,15 @@ impl<'a> Executor<'a> {
             .problem
             .assess(p.iterate.view())
             .map_err(|e| self.runtime(Kind::Loss, p.t, e))?;
-        let r = self.record(&p, value, reg);
-        self.observers.iter().for_each(|o| o.on_step(&r));
+        let iterations = p.t;
+        self.settle(p, value, reg, &mut tracker);
         Ok(Finished {
-            iterations: p.t,
+            iterations,
             stop,
-            iterate: p.iterate,
-            value,
+            last: tracker.last,
+            best_valid: tracker.best_valid,
+            valid: tracker.valid,
+            lowest: tracker.lowest,
         })
     }
 }
@@ -350,9 +598,8 @@ impl History {
 
 impl Observer for History {
     fn on_start(&self, info: &RunInfo) {
+        // records of every round accumulate; never reserved from a number the user typed
         let mut r = self.records.lock().unwrap_or_else(PoisonError::into_inner);
-        r.clear();
-        // grows with the run; never reserved from a number the user typed
         r.reserve(info.num_iter.min(1024));
     }
     fn on_step(&self, record: &StepRecord) {

@@ -10,33 +10,84 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{MaxiError, Result};
 use crate::executor::{
-    Executor, History, Names, Observer, Savepoints, Schedule, StepRecord, StopReason,
+    Executor, History, Names, Observer, RoundInfo, Savepoints, Schedule, Scored, Size,
+    StepRecord, StopReason, Termination,
 };
-use crate::kwargs::{Kwargs, ModelResolver};
+use crate::kwargs::Kwargs;
 use crate::loss::Description;
 use crate::model::{CountingModel, Model, ModelStats};
 use crate::problem::Problem;
 use crate::registry::{
-    GradientContext, GradientKind, InRegistry, LossContext, LossKind, OptimizerContext,
+    Entry, GradientContext, GradientKind, InRegistry, LossContext, LossKind, OptimizerContext,
     OptimizerKind, Prepared, Registry,
 };
+use crate::search::{SearchKwargs, SearchMethod, SearchState};
+use crate::spec::Valid;
 use crate::rng::rng_from_seed;
 use crate::space::{Identity, Unit, VariableSpace};
+
+/// The explanation a run settles on: the best valid iterate of all rounds, else the iterate
+/// of the lowest loss.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The explanation in the input's shape (what `explanation.npy` holds).
+    #[serde(skip)]
+    pub candidate: ArrayD<f64>,
+    /// Whether it is a valid explanation (`None`: the loss cannot tell).
+    pub valid: Option<bool>,
+    /// Search round it comes from (0 without a search).
+    pub round: usize,
+    /// Update (within that round) that produced it.
+    pub iteration: usize,
+    /// Its loss value.
+    pub loss: f64,
+    /// Its size (entries used, elastic-net size).
+    pub size: Size,
+    /// The iterate with every entry it uses at full strength ([`crate::Loss::full_strength`])
+    /// replaced it, being valid too.
+    pub full_strength: bool,
+}
+
+/// One round of a search (the only round without one).
+#[derive(Debug, Clone, Serialize)]
+pub struct Round {
+    /// 0-based round number.
+    pub round: usize,
+    /// The kwargs this round changed (`{}` without a search).
+    pub settings: Value,
+    /// Updates made.
+    pub iterations: usize,
+    /// Model rows this round sent.
+    pub model_rows: u64,
+    /// Whether its last iterate was valid (the search's notion of success).
+    pub succeeded: bool,
+    /// Size of its best valid iterate, if it had one.
+    pub best_valid: Option<Size>,
+    /// Why it ended.
+    pub stop: StopReason,
+}
 
 /// The result of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Explanation {
-    /// Savepoints: update number → candidate (shaped like the input).
+    /// Savepoints of the round the outcome comes from: update number → candidate (shaped
+    /// like the input).
     #[serde(skip)]
     pub savepoints: BTreeMap<usize, ArrayD<f64>>,
-    /// One record per update.
+    /// One record per update, every round.
     pub history: Vec<StepRecord>,
+    /// The explanation the run settles on.
+    pub outcome: Outcome,
+    /// The rounds of the search (one without a search).
+    pub rounds: Vec<Round>,
     /// What the explanation is (from the loss).
     pub description: Description,
     /// The canonical names of the loss, gradient method and optimiser.
     pub names: Names,
     /// What one variable entry stands for.
     pub unit: Unit,
+    /// Entries of the variable above this magnitude count as used ([`Size::support`]).
+    pub support_threshold: f64,
     /// Usage of the explained model.
     pub model: ModelStats,
     /// Loss rows evaluated (a loss may call several models per row).
@@ -49,12 +100,12 @@ pub struct Explanation {
     pub config: Value,
     /// Metadata given to the generator.
     pub metadata: Map<String, Value>,
-    /// Why the run ended.
+    /// Why the last round ended.
     pub stop: StopReason,
 }
 
 impl Explanation {
-    /// The last savepoint (the final candidate).
+    /// The last savepoint of the outcome's round.
     pub fn final_candidate(&self) -> Option<&ArrayD<f64>> {
         self.savepoints.values().next_back()
     }
@@ -66,31 +117,56 @@ impl Explanation {
 
     /// True when an observer stopped the run before `num_iter` updates.
     pub fn stopped_early(&self) -> bool {
-        self.stop != StopReason::Completed
+        self.stop == StopReason::Observer
     }
 }
 
 /// A component chosen by name, with checked kwargs, ready to be built for each run.
 struct Chosen<K: InRegistry> {
-    name: String,
+    entry: Arc<Entry<K>>,
+    kwargs: Kwargs,
     prepared: Arc<dyn Prepared<K>>,
-    resolver: ModelResolver,
 }
 
 impl<K: InRegistry> Chosen<K> {
     fn new(registry: &Registry, name: &str, kwargs: &Kwargs) -> Result<Self> {
         let entry = registry.get::<K>(name)?;
+        let prepared = entry.prepare(kwargs)?;
         Ok(Chosen {
-            name: entry.meta.name.clone(),
-            prepared: entry.prepare(kwargs)?,
-            resolver: kwargs.resolver(),
+            entry,
+            kwargs: kwargs.clone(),
+            prepared,
         })
+    }
+
+    fn name(&self) -> &str {
+        &self.entry.meta.name
+    }
+
+    /// The component with some kwargs changed (checked again).
+    fn with(&self, changes: &Value) -> Result<Arc<dyn Prepared<K>>> {
+        let Value::Object(changes) = changes else {
+            return Ok(self.prepared.clone());
+        };
+        if changes.is_empty() {
+            return Ok(self.prepared.clone());
+        }
+        let mut kwargs = self.kwargs.clone();
+        for (k, v) in changes {
+            kwargs = kwargs.set(k.clone(), v)?;
+        }
+        self.entry.prepare(&kwargs)
+    }
+
+    /// A resolved numeric kwarg (for a search's starting value).
+    fn number(&self, key: &str) -> Option<f64> {
+        self.prepared.kwargs_json().get(key).and_then(Value::as_f64)
     }
 
     fn config(&self) -> Value {
         let mut v = self.prepared.kwargs_json();
         if let Value::Object(m) = &mut v {
-            m.insert("name".into(), Value::String(self.name.clone()));
+            m.insert("name".into(), Value::String(self.name().to_string()));
         }
         v
     }
@@ -107,6 +183,7 @@ pub struct GeneratorBuilder {
     observers: Vec<Arc<dyn Observer>>,
     metadata: Map<String, Value>,
     registry: Option<Arc<Registry>>,
+    search: SearchKwargs,
 }
 
 impl GeneratorBuilder {
@@ -153,6 +230,12 @@ impl GeneratorBuilder {
         );
         self
     }
+    /// Searches over a setting, with a row budget and early stopping (see [`crate::search`]).
+    pub fn search(mut self, search: SearchKwargs) -> Self {
+        self.search = search;
+        self
+    }
+
     /// Uses this registry instead of the process-wide one.
     pub fn registry(mut self, registry: impl Into<Arc<Registry>>) -> Self {
         self.registry = Some(registry.into());
@@ -188,7 +271,11 @@ impl GeneratorBuilder {
             .as_ref()
             .ok_or_else(|| missing("optimizer"))?;
         let (gn, gk) = self.gradient.as_ref().ok_or_else(|| missing("gradient"))?;
-        Ok(ExplanationGenerator {
+        let search = Valid::check(self.search).map_err(|p| MaxiError::InvalidSetting {
+            name: format!("search.{}", p.field),
+            message: p.message,
+        })?;
+        let generator = ExplanationGenerator {
             loss: Chosen::new(&registry, ln, lk)?,
             optimizer: Chosen::new(&registry, on, ok)?,
             gradient: Chosen::new(&registry, gn, gk)?,
@@ -199,7 +286,10 @@ impl GeneratorBuilder {
             seed: self.seed,
             observers: self.observers,
             metadata: self.metadata,
-        })
+            search,
+        };
+        generator.search_start()?;
+        Ok(generator)
     }
 }
 
@@ -213,6 +303,7 @@ pub struct ExplanationGenerator {
     seed: u64,
     observers: Vec<Arc<dyn Observer>>,
     metadata: Map<String, Value>,
+    search: Valid<SearchKwargs>,
 }
 
 impl std::fmt::Debug for ExplanationGenerator {
@@ -276,6 +367,7 @@ impl ExplanationGenerator {
             observers: Vec::new(),
             metadata: Map::new(),
             registry: None,
+            search: SearchKwargs::default(),
         }
     }
 
@@ -290,16 +382,54 @@ impl ExplanationGenerator {
             "loss": self.loss.config(),
             "optimizer": self.optimizer.config(),
             "gradient": self.gradient.config(),
+            "search": serde_json::to_value(&*self.search).unwrap_or(Value::Null),
         })
     }
 
     /// The canonical names of the chosen components.
     pub fn names(&self) -> Names {
         Names {
-            loss: self.loss.name.clone(),
-            gradient: self.gradient.name.clone(),
-            optimizer: self.optimizer.name.clone(),
+            loss: self.loss.name().to_string(),
+            gradient: self.gradient.name().to_string(),
+            optimizer: self.optimizer.name().to_string(),
         }
+    }
+
+    /// The search's state before its first round; checks that the searched kwargs exist.
+    fn search_start(&self) -> Result<SearchState> {
+        let method = self.search.method;
+        let need = |chosen: Option<f64>, kind: &str, name: &str, key: &str| {
+            chosen.ok_or_else(|| MaxiError::InvalidSetting {
+                name: "search.method".into(),
+                message: format!(
+                    "`{method:?}` searches over the {kind}'s `{key}`, but {kind} `{name}` has no numeric kwarg `{key}`; use method = \"none\" or a {kind} with one (cem has `c`; ao_exp_grad and ada_exp_grad have `l1` and `l2`)"
+                ),
+            })
+        };
+        let (c, l1, l2) = match method {
+            SearchMethod::None => (0.0, 0.0, 0.0),
+            SearchMethod::C => (
+                need(self.loss.number("c"), "loss", self.loss.name(), "c")?,
+                0.0,
+                0.0,
+            ),
+            SearchMethod::L1 => (
+                0.0,
+                need(
+                    self.optimizer.number("l1"),
+                    "optimizer",
+                    self.optimizer.name(),
+                    "l1",
+                )?,
+                need(
+                    self.optimizer.number("l2"),
+                    "optimizer",
+                    self.optimizer.name(),
+                    "l2",
+                )?,
+            ),
+        };
+        Ok(SearchState::start(method, c, l1, l2))
     }
 
     /// The seed used by runs.
@@ -313,57 +443,236 @@ impl ExplanationGenerator {
         check_input(x.view(), model.as_ref())?;
         let counting = Arc::new(CountingModel::new(model));
         let space: Arc<dyn VariableSpace> = Arc::new(Identity::new(x.shape()));
-        let loss = self.loss.prepared.build(&LossContext {
-            x: x.view(),
-            model: counting.clone(),
-            models: &self.loss.resolver,
-            space: space.clone(),
-        })?;
-        let bounds = loss.bounds().clone();
-        check_variable_shape("bounds", bounds.lower().shape(), space.as_ref())?;
-        let start = loss.start();
-        check_variable_shape("start point", start.shape(), space.as_ref())?;
-        let description = loss.describe();
-        let mut gradient = self.gradient.prepared.build(&GradientContext {
-            shape: space.shape(),
-        })?;
-        let mut optimizer = self.optimizer.prepared.build(&OptimizerContext {
-            start: start.view(),
-            bounds: &bounds,
-        })?;
-        let problem = Problem::new(loss, space.clone());
-
+        let mut search = self.search_start()?;
+        let rounds_planned = self.search.rounds();
+        let termination = Termination {
+            budget_rows: self.search.budget_rows,
+            patience: self.search.patience,
+            give_up: self.search.give_up,
+            reserve_rows: if self.search.budget_rows.is_some() {
+                FULL_STRENGTH_CHECKS as u64
+            } else {
+                0
+            },
+        };
         let history = Arc::new(History::default());
-        let savepoints = Arc::new(Savepoints::default());
-        let mut executor = Executor::new(
-            &problem,
-            &counting,
-            gradient.as_mut(),
-            optimizer.as_mut(),
-            self.schedule,
-        )
-        .names(self.names())
-        .seed(self.seed)
-        .observer(history.clone())
-        .observer(savepoints.clone());
-        for o in &self.observers {
-            executor = executor.observer(o.clone());
+        let mut rounds: Vec<Round> = Vec::new();
+        // the outcome so far
+        let mut best: Option<Best> = None;
+        let mut warm: Option<ArrayD<f64>> = None;
+        let mut loss_rows = 0;
+        let mut stop = StopReason::Completed;
+        for round in 0..rounds_planned {
+            let settings = search.settings();
+            let (loss_changes, optimizer_changes) = match self.search.method {
+                SearchMethod::C => (settings.clone(), json!({})),
+                SearchMethod::L1 => (json!({}), settings.clone()),
+                SearchMethod::None => (json!({}), json!({})),
+            };
+            let rows_before = counting.stats().rows;
+            let loss = self.loss.with(&loss_changes)?.build(&LossContext {
+                x: x.view(),
+                model: counting.clone(),
+                models: &self.loss.kwargs.resolver(),
+                space: space.clone(),
+            })?;
+            let bounds = loss.bounds().clone();
+            check_variable_shape("bounds", bounds.lower().shape(), space.as_ref())?;
+            let mut start = loss.start();
+            check_variable_shape("start point", start.shape(), space.as_ref())?;
+            if let (true, Some(w)) = (self.search.warm_start, warm.take()) {
+                start = w;
+                bounds.clip(&mut start);
+            }
+            let description = loss.describe();
+            let mut gradient = self.gradient.prepared.build(&GradientContext {
+                shape: space.shape(),
+            })?;
+            let mut optimizer = self
+                .optimizer
+                .with(&optimizer_changes)?
+                .build(&OptimizerContext {
+                    start: start.view(),
+                    bounds: &bounds,
+                })?;
+            let problem = Problem::new(loss, space.clone());
+            let savepoints = Arc::new(Savepoints::default());
+            let mut executor = Executor::new(
+                &problem,
+                &counting,
+                gradient.as_mut(),
+                optimizer.as_mut(),
+                self.schedule,
+            )
+            .names(self.names())
+            .termination(termination)
+            .seed(self.seed)
+            .observer(history.clone())
+            .observer(savepoints.clone());
+            if self.search.method != SearchMethod::None {
+                executor = executor.round(RoundInfo {
+                    index: round,
+                    of: rounds_planned,
+                    settings: settings.clone(),
+                });
+            }
+            for o in &self.observers {
+                executor = executor.observer(o.clone());
+            }
+            let mut rng = round_rng(self.seed, round);
+            let finished = executor.run(&mut rng)?;
+            loss_rows += problem.loss_rows();
+            stop = finished.stop;
+            let succeeded = finished
+                .last
+                .as_ref()
+                .is_some_and(|l| l.value.valid.unwrap_or(l.value.value < 0.0));
+            rounds.push(Round {
+                round,
+                settings,
+                iterations: finished.iterations,
+                model_rows: counting.stats().rows - rows_before,
+                succeeded,
+                best_valid: finished.best_valid.as_ref().map(|b| b.size),
+                stop: finished.stop,
+            });
+            let l1 = optimizer.regularization().l1;
+            let strong = full_strength(&problem, &finished, &counting, self.search.budget_rows, l1)?;
+            let full = strong.is_some();
+            if let Some(result) = strong.as_ref().or(finished.result())
+                && best
+                    .as_ref()
+                    .is_none_or(|b| better((result, full), (&b.scored, b.full)))
+            {
+                best = Some(Best {
+                    round,
+                    candidate: problem.loss().candidate(result.iterate.view()),
+                    scored: result.clone(),
+                    full,
+                    savepoints: savepoints.take(),
+                    description,
+                    support_threshold: problem.support_threshold(),
+                });
+            }
+            warm = best
+                .as_ref()
+                .filter(|b| b.scored.value.valid == Some(true))
+                .map(|b| b.scored.iterate.clone())
+                .or_else(|| finished.last.as_ref().map(|l| l.iterate.clone()));
+            search.advance(succeeded);
+            if search.finished()
+                || matches!(finished.stop, StopReason::Budget | StopReason::Observer)
+            {
+                break;
+            }
         }
-        let mut rng = rng_from_seed(self.seed);
-        let finished = executor.run(&mut rng)?;
+        let best = best.ok_or_else(|| {
+            MaxiError::InvalidSetting {
+                name: "search.budget_rows".into(),
+                message: format!(
+                    "{} model rows are not enough for a single update; raise budget_rows",
+                    self.search.budget_rows.unwrap_or(0)
+                ),
+            }
+        })?;
         Ok(Explanation {
-            savepoints: savepoints.take(),
+            savepoints: best.savepoints,
             history: history.take(),
-            description,
+            outcome: Outcome {
+                candidate: best.candidate,
+                valid: best.scored.value.valid,
+                round: best.round,
+                iteration: best.scored.iteration,
+                loss: best.scored.value.value,
+                size: best.scored.size,
+                full_strength: best.full,
+            },
+            rounds,
+            description: best.description,
             names: self.names(),
             unit: space.unit(),
+            support_threshold: best.support_threshold,
             model: counting.stats(),
-            loss_rows: problem.loss_rows(),
+            loss_rows,
             wall_seconds: started.elapsed().as_secs_f64(),
             seed: self.seed,
             config: self.config(),
             metadata: self.metadata.clone(),
-            stop: finished.stop,
+            stop,
         })
+    }
+}
+
+/// The best outcome of the rounds so far, with what the explanation needs from its round.
+struct Best {
+    round: usize,
+    scored: Scored,
+    full: bool,
+    candidate: ArrayD<f64>,
+    savepoints: BTreeMap<usize, ArrayD<f64>>,
+    description: Description,
+    support_threshold: f64,
+}
+
+/// The run's generator for round `round`: the seed's own stream for round 0 (a run without a
+/// search), an independent stream derived from the seed for the others.
+fn round_rng(seed: u64, round: usize) -> crate::rng::MaxiRng {
+    if round == 0 {
+        return rng_from_seed(seed);
+    }
+    // splitmix64 of (seed, round): well-mixed, independent of how much earlier rounds drew
+    let mut z = seed ^ (round as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    rng_from_seed(z ^ (z >> 31))
+}
+
+/// Most valid iterates of a round whose full-strength form is tried.
+const FULL_STRENGTH_CHECKS: usize = 4;
+
+/// The smallest valid iterate of a round whose full-strength form is valid too (that form),
+/// trying at most [`FULL_STRENGTH_CHECKS`] of them, one model row each, within the budget.
+fn full_strength(
+    problem: &Problem,
+    finished: &crate::executor::Finished,
+    counting: &CountingModel,
+    budget: Option<u64>,
+    l1: f64,
+) -> Result<Option<Scored>> {
+    let threshold = problem.support_threshold();
+    for candidate in finished.valid.iter().take(FULL_STRENGTH_CHECKS) {
+        if budget.is_some_and(|b| counting.stats().rows + 1 > b) {
+            break;
+        }
+        let Some(strong) = problem
+            .loss()
+            .full_strength(candidate.iterate.view(), threshold)
+        else {
+            return Ok(None);
+        };
+        let value = problem.assess(strong.view())?;
+        if value.valid == Some(true) {
+            let size = Size::of(strong.view(), threshold, l1);
+            return Ok(Some(Scored {
+                iteration: candidate.iteration,
+                iterate: strong,
+                value,
+                size,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// True when `a` is a better outcome than `b` (each with whether it is a full-strength form):
+/// valid beats not valid; among valid, full strength beats partial, then the smaller size;
+/// otherwise the lower loss.
+fn better((a, a_full): (&Scored, bool), (b, b_full): (&Scored, bool)) -> bool {
+    match (a.value.valid == Some(true), b.value.valid == Some(true)) {
+        (true, false) => true,
+        (false, true) => false,
+        (true, true) if a_full != b_full => a_full,
+        (true, true) => a.size.smaller_than(&b.size),
+        (false, false) => a.value.value < b.value.value,
     }
 }

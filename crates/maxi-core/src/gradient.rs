@@ -65,6 +65,12 @@ pub trait Gradient: Send {
         rng: &mut MaxiRng,
     ) -> Result<Estimate>;
 
+    /// Loss rows one estimate evaluates (with the request's extra point when `with_also`), if
+    /// the method can tell; a row budget needs it.
+    fn rows_per_estimate(&self, _with_also: bool) -> Option<u64> {
+        None
+    }
+
     /// The gradient alone at `at`: [`Gradient::estimate`] of [`Request::at`].
     fn gradient_at(
         &mut self,

@@ -17,12 +17,17 @@ pub mod optimizer;
 pub mod problem;
 pub mod registry;
 pub mod rng;
+pub mod search;
 pub mod space;
 pub mod spec;
 
 pub use error::{Kind, MaxiError, Result};
-pub use executor::{Executor, Observer, RunInfo, Schedule, StepRecord, StopReason, step_once};
-pub use generator::{Explanation, ExplanationGenerator, GeneratorBuilder};
+pub use executor::{
+    Executor, Observer, RoundInfo, RunInfo, Schedule, Size, StepRecord, StopReason, Termination,
+    step_once,
+};
+pub use generator::{Explanation, ExplanationGenerator, GeneratorBuilder, Outcome, Round};
+pub use search::{SearchKwargs, SearchMethod};
 pub use gradient::{Estimate, Gradient, Request};
 pub use kwargs::{Kwargs, ModelRef, ModelResolver};
 pub use loss::{Assessed, Bounds, Description, Evaluation, Loss, Shown};

@@ -186,6 +186,14 @@ pub trait Loss: Send {
         v.to_owned()
     }
 
+    /// The iterate `v` with every entry it uses at full strength (e.g. a pertinent positive's
+    /// support at the input's own values), when that is a different iterate. A run prefers
+    /// it when it is valid too: such an explanation is faithful to its support. The default:
+    /// none.
+    fn full_strength(&self, _v: ArrayViewD<'_, f64>, _threshold: f64) -> Option<ArrayD<f64>> {
+        None
+    }
+
     /// What the explanation is.
     fn describe(&self) -> Description {
         Description::generic("loss")

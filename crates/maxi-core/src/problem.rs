@@ -53,6 +53,20 @@ impl Problem {
         self.loss.bounds()
     }
 
+    /// Entries of the variable whose magnitude exceeds this count as used by an explanation:
+    /// `1e-3` of the widest finite bound interval (`1e-3` when no interval is finite).
+    pub fn support_threshold(&self) -> f64 {
+        let b = self.bounds();
+        let widest = b
+            .lower()
+            .iter()
+            .zip(b.upper().iter())
+            .map(|(l, u)| u - l)
+            .filter(|w| w.is_finite())
+            .fold(0.0f64, f64::max);
+        1e-3 * if widest > 0.0 { widest } else { 1.0 }
+    }
+
     /// The underlying loss.
     pub fn loss(&self) -> &dyn Loss {
         self.loss.as_ref()

@@ -45,6 +45,11 @@ pub struct DirectionKwargs {
     /// Own seed for the directions; `null` draws from the run's generator.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Perturb only the coordinates the loss's bounds leave free (`lower < upper`): fixed
+    /// coordinates cannot move, and directions in fewer dimensions estimate the gradient
+    /// better (`d` in the formulas is then the number of free coordinates).
+    #[serde(default)]
+    pub skip_fixed: bool,
 }
 
 impl Default for DirectionKwargs {
@@ -55,6 +60,7 @@ impl Default for DirectionKwargs {
             batch_num: 1,
             batch_mode: true,
             seed: None,
+            skip_fixed: false,
         }
     }
 }

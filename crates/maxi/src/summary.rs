@@ -5,8 +5,6 @@ use maxi_core::ndarray::{ArrayD, ArrayViewD};
 use maxi_core::{Explanation, MaxiError, Model, Result, Shown, predict_class};
 use serde::Serialize;
 
-/// Entries whose change exceeds this count as part of the explanation.
-pub const NONZERO_THRESHOLD: f64 = 1e-3;
 
 /// What an explanation shows and what it cost.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -17,11 +15,12 @@ pub struct Summary {
     pub original_class: usize,
     /// Class of what the explanation shows the model (the PP alone, `x + PN`).
     pub explanation_class: usize,
-    /// Entries whose candidate differs from the no-information value by more than 1e-3.
+    /// Entries whose candidate differs from the no-information value by more than the
+    /// explanation's support threshold.
     pub nonzero: usize,
     /// `‖·‖₁` of the same difference.
     pub l1: f64,
-    /// Loss at the final iterate.
+    /// Loss at the outcome.
     pub attack_loss: f64,
     /// Rows sent to the explained model.
     pub model_rows: u64,
@@ -33,12 +32,11 @@ pub struct Summary {
     pub model_s: f64,
 }
 
-/// The input an explanation shows to the model: the candidate itself, or `x + candidate`.
-/// Explanations whose candidates are weights (not inputs) show nothing: an error.
+/// The input an explanation's outcome shows to the model: the candidate itself, or
+/// `x + candidate`. Explanations whose candidates are weights (not inputs) show nothing: an
+/// error.
 pub fn shown_input(e: &Explanation, x: ArrayViewD<'_, f64>) -> Result<ArrayD<f64>> {
-    let last = e
-        .final_candidate()
-        .ok_or_else(|| MaxiError::Other("the explanation has no savepoint".into()))?;
+    let last = &e.outcome.candidate;
     match e.description.shown {
         Shown::Candidate => Ok(last.clone()),
         Shown::InputPlusCandidate => Ok(&x + last),
@@ -49,11 +47,10 @@ pub fn shown_input(e: &Explanation, x: ArrayViewD<'_, f64>) -> Result<ArrayD<f64
     }
 }
 
-/// Summarises an explanation of `x` by `model` whose candidates are inputs (e.g. CEM).
+/// Summarises the outcome of an explanation of `x` by `model` whose candidates are inputs
+/// (e.g. CEM).
 pub fn summarize(e: &Explanation, x: ArrayViewD<'_, f64>, model: &dyn Model) -> Result<Summary> {
-    let last = e
-        .final_candidate()
-        .ok_or_else(|| MaxiError::Other("the explanation has no savepoint".into()))?;
+    let last = &e.outcome.candidate;
     let (original_class, _) = predict_class(model, x.view())?;
     let shown = shown_input(e, x.view())?;
     let (explanation_class, _) = predict_class(model, shown.view())?;
@@ -63,9 +60,9 @@ pub fn summarize(e: &Explanation, x: ArrayViewD<'_, f64>, model: &dyn Model) -> 
         mode: e.description.label.clone(),
         original_class,
         explanation_class,
-        nonzero: diffs.iter().filter(|d| **d > NONZERO_THRESHOLD).count(),
+        nonzero: diffs.iter().filter(|d| **d > e.support_threshold).count(),
         l1: diffs.iter().sum(),
-        attack_loss: e.last_record().map_or(f64::NAN, |r| r.attack_loss),
+        attack_loss: e.outcome.loss,
         model_rows: e.model.rows,
         model_calls: e.model.calls,
         wall_s: e.wall_seconds,

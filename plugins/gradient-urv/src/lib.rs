@@ -161,6 +161,8 @@ pub struct Urv {
     spare: Option<Directions>,
     /// The next call's sampler, when it could not be handed to the prefetcher.
     held: Option<Box<NormalSampler>>,
+    /// With `skip_fixed`: the free coordinates (`None`: all), found on the first call.
+    free: Option<Option<Vec<usize>>>,
 }
 
 impl Urv {
@@ -180,6 +182,7 @@ impl Urv {
             prefetcher: None,
             spare: None,
             held: None,
+            free: None,
         }
     }
 
@@ -194,7 +197,7 @@ impl Urv {
 
     /// Hands the drawing of the next call's `q` directions to the background thread; without
     /// a thread, keeps the sampler for the next call, which then draws in line (same stream).
-    fn prefetch(&mut self, sampler: Box<NormalSampler>, q: usize) {
+    fn prefetch(&mut self, sampler: Box<NormalSampler>, q: usize, d: usize) {
         if self.prefetcher.is_none() {
             self.prefetcher = Prefetcher::start();
         }
@@ -202,7 +205,6 @@ impl Urv {
             z: Vec::new(),
             inv_norm: Vec::new(),
         });
-        let d = self.d;
         let sent = match self.prefetcher.as_mut() {
             Some(p) => p.send(sampler, buffer, q, d),
             None => Err(sampler),
@@ -214,11 +216,44 @@ impl Urv {
     }
 }
 
+/// The coordinates the problem's bounds leave free (`lower < upper`); `None` when all are.
+fn free_coordinates(problem: &Problem) -> Option<Vec<usize>> {
+    let b = problem.bounds();
+    let free: Vec<usize> = b
+        .lower()
+        .iter()
+        .zip(b.upper().iter())
+        .enumerate()
+        .filter(|(_, (l, u))| l < u)
+        .map(|(i, _)| i)
+        .collect();
+    (free.len() < b.lower().len()).then_some(free)
+}
+
+/// `row = y + step·z` on the free coordinates (`z` holds one value per free coordinate), `y`
+/// elsewhere; every coordinate when `free` is `None`.
+fn place(row: &mut [f64], y: &[f64], z: &[f32], step: f64, free: Option<&[usize]>) {
+    match free {
+        None => shifted(row, y, z, step),
+        Some(idx) => {
+            row.copy_from_slice(y);
+            for (&i, z) in idx.iter().zip(z) {
+                row[i] = y[i] + step * f64::from(*z);
+            }
+        }
+    }
+}
+
 fn contiguous(v: &maxi_core::ndarray::ArrayViewD<'_, f64>) -> Vec<f64> {
     v.iter().copied().collect()
 }
 
 impl Gradient for Urv {
+    fn rows_per_estimate(&self, with_also: bool) -> Option<u64> {
+        let (b, q) = self.kwargs.split();
+        Some(1 + u64::from(with_also) + (b * q) as u64)
+    }
+
     fn estimate(
         &mut self,
         problem: &Problem,
@@ -226,21 +261,31 @@ impl Gradient for Urv {
         rng: &mut MaxiRng,
     ) -> Result<Estimate> {
         self.calls += 1;
-        let mu = self.kwargs.mu_for(self.d, self.calls);
         let d = self.d;
-        let (batches, q) = self.kwargs.split();
         if request.at.len() != d {
             return Err(MaxiError::Other(format!(
                 "asked for a gradient at a point of {} entries; this estimator was built for {d}",
                 request.at.len()
             )));
         }
+        if self.free.is_none() {
+            self.free = Some(if self.kwargs.skip_fixed {
+                free_coordinates(problem)
+            } else {
+                None
+            });
+        }
+        let free = self.free.clone().flatten();
+        // the dimension the directions live in
+        let dd = free.as_ref().map_or(d, Vec::len);
+        let mu = self.kwargs.mu_for(dd, self.calls);
+        let (batches, q) = self.kwargs.split();
         let at = contiguous(&request.at);
         let also = request.also.as_ref().map(contiguous);
         let heads: Vec<&[f64]> = std::iter::once(at.as_slice())
             .chain(also.as_deref())
             .collect();
-        let scale = d as f64 / (mu * q as f64);
+        let scale = dd as f64 / (mu * q as f64);
         let mut g = vec![0.0; d];
         let mut values: (Option<Assessed>, Option<Assessed>) = (None, None);
         // the directions of this call, when the previous call had them drawn in the background
@@ -260,31 +305,31 @@ impl Gradient for Urv {
                     self.spare = Some(old);
                     for ((row, zj), inv) in rows
                         .chunks_exact_mut(d.max(1))
-                        .zip(self.dirs.z.chunks_exact(d.max(1)))
+                        .zip(self.dirs.z.chunks_exact(dd.max(1)))
                         .zip(&self.dirs.inv_norm)
                     {
-                        shifted(row, &at, zj, mu * inv);
+                        place(row, &at, zj, mu * inv, free.as_deref());
                     }
                 }
                 None => {
                     // each direction is drawn, normalised and applied while its row is in cache
                     let s = sampler.get_or_insert_with(|| Self::sampler(&mut self.own_rng, rng));
-                    self.dirs.z.resize(q * d, 0.0);
+                    self.dirs.z.resize(q * dd, 0.0);
                     self.dirs.inv_norm.resize(q, 0.0);
                     for ((row, zj), inv) in rows
                         .chunks_exact_mut(d.max(1))
-                        .zip(self.dirs.z.chunks_exact_mut(d.max(1)))
+                        .zip(self.dirs.z.chunks_exact_mut(dd.max(1)))
                         .zip(self.dirs.inv_norm.iter_mut())
                     {
-                        fill_gaussian_directions(zj, d, std::slice::from_mut(inv), s);
-                        shifted(row, &at, zj, mu * *inv);
+                        fill_gaussian_directions(zj, dd, std::slice::from_mut(inv), s);
+                        place(row, &at, zj, mu * *inv, free.as_deref());
                     }
                 }
             }
             if batches == 1 && request.more {
                 // the next call's directions, from the same stream, while the model runs
                 let next = Box::new(Self::sampler(&mut self.own_rng, rng));
-                self.prefetch(next, q);
+                self.prefetch(next, q, dd);
             }
             let mut shape = vec![q + skip];
             shape.extend_from_slice(problem.shape());
@@ -301,11 +346,19 @@ impl Gradient for Urv {
             for ((zj, inv), v) in self
                 .dirs
                 .z
-                .chunks_exact(d.max(1))
+                .chunks_exact(dd.max(1))
                 .zip(&self.dirs.inv_norm)
                 .zip(e.values.iter().skip(skip))
             {
-                axpy(&mut g, (v - f0) * inv * scale, zj);
+                let w = (v - f0) * inv * scale;
+                match free.as_deref() {
+                    None => axpy(&mut g, w, zj),
+                    Some(idx) => {
+                        for (&i, z) in idx.iter().zip(zj) {
+                            g[i] += w * f64::from(*z);
+                        }
+                    }
+                }
             }
         }
         let inv_b = batches as f64;

@@ -44,6 +44,11 @@ fn shape_err(e: impl std::fmt::Display) -> MaxiError {
 }
 
 impl Gradient for Usrv {
+    fn rows_per_estimate(&self, with_also: bool) -> Option<u64> {
+        let (b, q) = self.kwargs.split();
+        Some(1 + u64::from(with_also) + (2 * b * q) as u64)
+    }
+
     fn estimate(
         &mut self,
         problem: &Problem,

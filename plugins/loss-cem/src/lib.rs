@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 use maxi_core::ndarray::{Array1, ArrayD, ArrayViewD, ArrayViewMutD, Axis, IxDyn};
 use maxi_core::{
-    Bounds, CountingModel, Description, Factory, KwargProblem, KwargsSpec, Loss, LossContext,
-    LossKind, MaxiError, Model, ModelRef, Result, Shown, Valid,
+    Bounds, CountingModel, Description, Evaluation, Factory, KwargProblem, KwargsSpec, Loss,
+    LossContext, LossKind, MaxiError, Model, ModelRef, Result, Shown, Valid,
 };
 use serde::{Deserialize, Serialize};
 
@@ -101,6 +101,40 @@ pub struct CemKwargs {
     /// Upper bound of the candidate (PP: δ; PN: the perturbation); default from the mode.
     #[serde(default)]
     pub upper: Option<BoundSpec>,
+    /// Where the optimiser starts: `input` (the whole input; the PP default) or `zeros` (no
+    /// information: the no-information value for PP, no change for PN; the PN default).
+    #[serde(default)]
+    pub x0: Option<CemStart>,
+    /// PP only: what the optimiser's variable is. `offset`: the candidate's offset from the
+    /// no-information value, `candidate = no_info_val + v` with `v` between 0 and
+    /// `x − no_info_val`; `fraction`: the share of each entry that is kept,
+    /// `candidate = no_info_val + v·(x − no_info_val)` with `v ∈ [0, 1]`, so the L1 term
+    /// counts entries whatever their intensity.
+    #[serde(default)]
+    pub variable: CemVariable,
+}
+
+/// What a PP's optimiser variable stands for (see [`CemKwargs::variable`]).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CemVariable {
+    /// The offset from the no-information value.
+    #[default]
+    Offset,
+    /// The kept share of each entry, in `[0, 1]`.
+    Fraction,
+}
+
+/// The start point of the CEM optimisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CemStart {
+    /// The input itself (PP: every entry kept; PN: `δ` = 0 as well).
+    Input,
+    /// No information: PP candidate at the no-information value, PN `δ` = 0.
+    Zeros,
 }
 
 impl KwargsSpec for CemKwargs {
@@ -128,6 +162,12 @@ impl KwargsSpec for CemKwargs {
                 format!("needs finite low < high, got [{lo}, {hi}]"),
             ));
         }
+        if self.variable == CemVariable::Fraction && !self.mode.is_pp() {
+            return Err(KwargProblem::new(
+                "variable",
+                "`fraction` applies to PP modes only; remove it or use mode = \"PP\"",
+            ));
+        }
         if self.pn_target.is_some() && self.mode.is_pp() {
             return Err(KwargProblem::new(
                 "pn_target",
@@ -147,9 +187,13 @@ pub struct CemLoss {
     ae: Option<Arc<dyn Model>>,
     model: Arc<dyn Model>,
     x: ArrayD<f64>,
+    x0: CemStart,
     target: usize,
+    classes: usize,
     pn_target: Option<usize>,
     offset: f64,
+    /// PP `fraction`: `x − no_info_val`, the candidate per unit of the variable.
+    scale: Option<ArrayD<f64>>,
     input_range: Option<[f64; 2]>,
     bounds: Bounds,
 }
@@ -265,7 +309,13 @@ impl CemLoss {
                 Some(b) => bound_array(b, &shape, "upper").map_err(invalid)?,
                 None => x.mapv(|v| v.max(no_info)),
             };
-            (no_info, lower - no_info, upper - no_info)
+            if kw.variable == CemVariable::Fraction {
+                // the kept share of each entry: [0, 1] where the input carries information
+                let free = x.mapv(|v| if v == no_info { 0.0 } else { 1.0 });
+                (no_info, ArrayD::zeros(IxDyn(&shape)), free)
+            } else {
+                (no_info, lower - no_info, upper - no_info)
+            }
         } else {
             let mut lower = match &kw.lower {
                 Some(b) => bound_array(b, &shape, "lower").map_err(invalid)?,
@@ -296,6 +346,8 @@ impl CemLoss {
             Some(r) => Some(Arc::new(CountingModel::new(ctx.models.resolve(r)?)) as Arc<dyn Model>),
             None => None,
         };
+        let scale = (kw.mode.is_pp() && kw.variable == CemVariable::Fraction)
+            .then(|| x.mapv(|v| v - no_info));
         Ok(CemLoss {
             mode: kw.mode,
             c: kw.c,
@@ -304,9 +356,16 @@ impl CemLoss {
             ae,
             model: ctx.model.clone(),
             x,
+            x0: kw.x0.unwrap_or(if kw.mode.is_pp() {
+                CemStart::Input
+            } else {
+                CemStart::Zeros
+            }),
             target,
+            classes,
             pn_target: kw.pn_target,
             offset,
+            scale,
             input_range: kw.input_range,
             bounds,
         })
@@ -328,8 +387,25 @@ impl CemLoss {
     /// Shifts a batch of variables into the inputs shown to the model, in place.
     fn show_in_place(&self, batch: &mut ArrayViewMutD<'_, f64>) {
         if self.mode.is_pp() {
-            if self.offset != 0.0 {
-                batch.mapv_inplace(|v| v + self.offset);
+            match &self.scale {
+                Some(scale) => {
+                    let d = scale.len().max(1);
+                    match (batch.as_slice_mut(), scale.as_slice()) {
+                        (Some(flat), Some(s)) => {
+                            for row in flat.chunks_exact_mut(d) {
+                                row.iter_mut()
+                                    .zip(s)
+                                    .for_each(|(v, s)| *v = self.offset + *v * s);
+                            }
+                        }
+                        _ => {
+                            *batch *= &scale.view().insert_axis(Axis(0));
+                            batch.mapv_inplace(|v| v + self.offset);
+                        }
+                    }
+                }
+                None if self.offset != 0.0 => batch.mapv_inplace(|v| v + self.offset),
+                None => {}
             }
             return;
         }
@@ -344,37 +420,48 @@ impl CemLoss {
         }
     }
 
-    /// Loss values of the inputs shown to the model.
-    fn eval_shown(&self, shown: ArrayViewD<'_, f64>) -> Result<Array1<f64>> {
+    /// Loss values and verdicts of the inputs shown to the model.
+    fn assess_shown(&self, shown: ArrayViewD<'_, f64>) -> Result<Evaluation> {
         let b = shown.shape()[0];
         let scores = self.model.predict(shown.view())?;
-        if scores.ndim() != 2 || scores.shape()[1] <= self.target {
+        if scores.ndim() != 2 || scores.shape()[1] != self.classes {
             return Err(MaxiError::ModelRun {
                 model: self.model.describe(),
                 message: format!(
-                    "returned scores of shape {:?}; expected [{b}, classes]",
-                    scores.shape()
+                    "returned scores of shape {:?}; expected [{b}, {}] (the class count it gave for the input)",
+                    scores.shape(),
+                    self.classes
                 ),
             });
         }
         let t = self.target;
-        let mut out = Array1::<f64>::zeros(b);
+        let mut values = Array1::<f64>::zeros(b);
+        let mut valid = Vec::with_capacity(b);
         for (i, row) in scores.outer_iter().enumerate() {
+            let best_other = |skip: usize| {
+                row.iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != skip)
+                    .map(|(_, v)| *v)
+                    .fold(f64::NEG_INFINITY, f64::max)
+            };
             let other = match self.pn_target {
                 Some(p) => row[p],
-                None => row
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != t)
-                    .map(|(_, v)| *v)
-                    .fold(f64::NEG_INFINITY, f64::max),
+                None => best_other(t),
             };
             let margin = if self.mode.is_pp() {
                 other - row[t]
             } else {
                 row[t] - other
             };
-            out[i] = self.c * self.hinge(margin);
+            values[i] = self.c * self.hinge(margin);
+            // the attack succeeds with margin K, and the intended class strictly wins
+            let wins = match (self.mode.is_pp(), self.pn_target) {
+                (true, _) => row[t] > best_other(t),
+                (false, None) => best_other(t) > row[t],
+                (false, Some(p)) => row[p] > best_other(p),
+            };
+            valid.push(wins && -margin >= self.k);
         }
         if let (Some(ae), true) = (&self.ae, self.gamma > 0.0) {
             let rec = ae.predict(shown.view())?;
@@ -390,26 +477,33 @@ impl CemLoss {
             }
             for (i, (s, r)) in shown.outer_iter().zip(rec.outer_iter()).enumerate() {
                 let err: f64 = s.iter().zip(r.iter()).map(|(a, b)| (a - b) * (a - b)).sum();
-                out[i] += self.gamma * err;
+                values[i] += self.gamma * err;
             }
         }
-        Ok(out)
+        Ok(Evaluation {
+            values,
+            valid: Some(valid),
+        })
     }
 }
 
 impl Loss for CemLoss {
     fn eval_batch(&self, batch: ArrayViewD<'_, f64>) -> Result<Array1<f64>> {
-        if self.mode.is_pp() && self.offset == 0.0 {
+        if self.mode.is_pp() && self.offset == 0.0 && self.scale.is_none() {
             // PP with no_info_val = 0 shows the batch itself
-            return self.eval_shown(batch);
+            return Ok(self.assess_shown(batch)?.values);
         }
         let mut shown = batch.as_standard_layout().into_owned();
         self.eval_batch_mut(shown.view_mut())
     }
 
-    fn eval_batch_mut(&self, mut batch: ArrayViewMutD<'_, f64>) -> Result<Array1<f64>> {
+    fn eval_batch_mut(&self, batch: ArrayViewMutD<'_, f64>) -> Result<Array1<f64>> {
+        Ok(self.assess_batch_mut(batch)?.values)
+    }
+
+    fn assess_batch_mut(&self, mut batch: ArrayViewMutD<'_, f64>) -> Result<Evaluation> {
         self.show_in_place(&mut batch);
-        self.eval_shown(batch.view())
+        self.assess_shown(batch.view())
     }
 
     fn bounds(&self) -> &Bounds {
@@ -417,17 +511,32 @@ impl Loss for CemLoss {
     }
 
     fn start(&self) -> ArrayD<f64> {
-        if self.mode.is_pp() {
-            let mut y = self.x.mapv(|v| v - self.offset);
-            self.bounds.clip(&mut y);
-            y
-        } else {
-            ArrayD::zeros(self.x.shape())
-        }
+        let mut y = match (self.x0, self.mode.is_pp(), &self.scale) {
+            (CemStart::Input, true, Some(_)) => ArrayD::ones(self.x.shape()),
+            (CemStart::Input, true, None) => self.x.mapv(|v| v - self.offset),
+            _ => ArrayD::zeros(self.x.shape()),
+        };
+        self.bounds.clip(&mut y);
+        y
     }
 
     fn candidate(&self, y: ArrayViewD<'_, f64>) -> ArrayD<f64> {
-        y.mapv(|v| v + self.offset)
+        match &self.scale {
+            Some(scale) => &y * scale + self.offset,
+            None => y.mapv(|v| v + self.offset),
+        }
+    }
+
+    fn full_strength(&self, v: ArrayViewD<'_, f64>, threshold: f64) -> Option<ArrayD<f64>> {
+        if !self.mode.is_pp() {
+            return None;
+        }
+        // every entry the PP uses at the input's own value: its upper bound
+        let mut strong = v.to_owned();
+        ndarray::Zip::from(&mut strong)
+            .and(self.bounds.upper())
+            .for_each(|s, &u| *s = if s.abs() > threshold { u } else { 0.0 });
+        (strong != v).then_some(strong)
     }
 
     fn describe(&self) -> Description {
