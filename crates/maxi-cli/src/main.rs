@@ -11,23 +11,14 @@
 //! Exit codes: 0 success, 2 bad usage, config or input (the message names the problem and the
 //! fix), 1 failure while running, 130 interrupted (Ctrl-C).
 
-mod cli;
-mod config;
-mod error;
-mod explain;
-mod input;
-mod list;
-mod output;
-mod progress;
-mod render;
-
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
-use crate::error::{CliError, CliResult};
+use maxi_cli::cli::{Cli, Command};
+use maxi_cli::error::{CliError, CliResult};
+use maxi_cli::{explain, list};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
