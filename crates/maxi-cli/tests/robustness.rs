@@ -156,3 +156,24 @@ fn non_finite_numbers_in_a_toml_config_are_refused_naming_table_key_and_file() {
         .expect("run");
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
 }
+
+#[test]
+fn negative_numbers_on_the_command_line_name_the_option() {
+    let cfg = toml(3, "", "", "", "");
+    for (option, value, needle) in [
+        (
+            "--seed",
+            "-1",
+            "`-1` is not a seed; give a whole number 0..=18446744073709551615",
+        ),
+        ("--seed", "1e3", "`1e3` is not a seed"),
+        ("--threads", "-1", "`-1` is not a thread count"),
+        ("--batch-size", "-5", "`-5` is not a number of rows"),
+    ] {
+        expect_usage_error(
+            &[("c.toml", cfg.as_bytes())],
+            &["--config", "c.toml", option, value],
+            &[option, needle],
+        );
+    }
+}
