@@ -177,3 +177,40 @@ fn negative_numbers_on_the_command_line_name_the_option() {
         );
     }
 }
+
+#[test]
+fn thread_and_batch_limits_are_checked_before_anything_is_started() {
+    let cfg = toml(3, "", "", "", "");
+    for (args, needles) in [
+        (
+            &["--threads", "100000"][..],
+            &["`threads`", "at most 256"][..],
+        ),
+        (
+            &["--batch-size", "10000"],
+            &["`batch_size`", "at most 1024"],
+        ),
+        (
+            &["--batch-size", "100000"],
+            &["`batch_size`", "at most 1024"],
+        ),
+        (
+            &["--backend", "onnxruntime", "--threads", "257"],
+            &["`threads`", "at most 256"],
+        ),
+        (
+            &["--backend", "onnxruntime", "--batch-size", "1025"],
+            &["`batch_size`", "at most 1024"],
+        ),
+    ] {
+        let mut all = vec!["--config", "c.toml"];
+        all.extend_from_slice(args);
+        expect_usage_error(&[("c.toml", cfg.as_bytes())], &all, needles);
+    }
+    let big = toml(3, "", "", "batch_size = 100000", "");
+    expect_usage_error(
+        &[("c.toml", big.as_bytes())],
+        &["--config", "c.toml"],
+        &["`batch_size`", "[model] of c.toml"],
+    );
+}

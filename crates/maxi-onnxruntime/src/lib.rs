@@ -93,6 +93,7 @@
 mod chunking;
 mod inspect;
 mod library;
+pub mod limits;
 mod model;
 
 use std::sync::Arc;
@@ -123,16 +124,16 @@ pub struct OrtKwargs {
     /// file (or the current directory when there is none).
     pub path: String,
     /// ONNX Runtime sessions, each with one intra-op thread and its own worker, that share the
-    /// chunks of a batch (at least 1). `null`: one per available core. Results are
+    /// chunks of a batch (1 to 256). `null`: one per available core. Results are
     /// bit-identical for any value.
     #[serde(default)]
     pub threads: Option<usize>,
     /// Rows per ONNX Runtime call: each batch is cut into chunks of this many rows (the last
-    /// may be shorter), spread over the sessions (at least 1); results are then bit-identical
-    /// for any `threads` with any model. `null`: split each batch evenly over the sessions (at
-    /// most 256 rows per call), the fastest, when a load-time check finds that the model
-    /// computes each row independently (else chunks of 16). Ignored (1) when the model's batch
-    /// axis is fixed to 1.
+    /// may be shorter), spread over the sessions (1 to 1024, and at most 64 MiB of float32
+    /// input per call); results are then bit-identical for any `threads` with any model.
+    /// `null`: split each batch evenly over the sessions (at most 256 rows per call), the
+    /// fastest, when a load-time check finds that the model computes each row independently
+    /// (else chunks of 16). Ignored (1) when the model's batch axis is fixed to 1.
     #[serde(default)]
     pub batch_size: Option<usize>,
 }
@@ -144,7 +145,8 @@ impl KwargsSpec for OrtKwargs {
             self.threads,
             self.batch_size,
             "to split batches evenly over the sessions",
-        )
+        )?;
+        limits::check_counts(self.threads, self.batch_size)
     }
 }
 
@@ -195,6 +197,16 @@ mod tests {
         );
         assert_eq!(
             KwargsSpec::validate(&k(None, Some(0))).map_err(|p| p.field),
+            Err("batch_size".to_string())
+        );
+        // bounded before any session or thread is started
+        assert!(KwargsSpec::validate(&k(Some(256), Some(1024))).is_ok());
+        assert_eq!(
+            KwargsSpec::validate(&k(Some(100_000), None)).map_err(|p| p.field),
+            Err("threads".to_string())
+        );
+        assert_eq!(
+            KwargsSpec::validate(&k(None, Some(100_000))).map_err(|p| p.field),
             Err("batch_size".to_string())
         );
         let empty = OrtKwargs {

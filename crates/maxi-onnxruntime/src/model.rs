@@ -15,6 +15,7 @@ use crate::chunking::{Chunking, FALLBACK_BATCH_SIZE, MAX_ROWS_PER_CALL};
 use crate::default_threads;
 use crate::inspect::{dims_text, inspect, load_error};
 use crate::library::{OrtRuntime, runtime};
+use crate::limits;
 
 /// An ONNX model run by ONNX Runtime: `threads` single-threaded sessions that share the
 /// chunks of each batch (see the crate docs).
@@ -76,6 +77,12 @@ impl OrtModel {
                 });
             }
         }
+        let invalid = |name: &str, message: String| MaxiError::InvalidSetting {
+            name: name.into(),
+            message,
+        };
+        limits::check_counts(Some(threads), batch_size)
+            .map_err(|p| invalid(&p.field, p.message))?;
         if !path.exists() {
             return Err(load_error(
                 path,
@@ -112,6 +119,10 @@ impl OrtModel {
         };
         let first = open()?;
         let info = inspect(path, &first)?;
+        if let Some(rows) = batch_size {
+            limits::check_call_bytes(rows, &info.item_shape)
+                .map_err(|message| invalid("batch_size", message))?;
+        }
         let mut sessions = Vec::with_capacity(threads);
         sessions.push(Mutex::new(first));
         for _ in 1..threads {
