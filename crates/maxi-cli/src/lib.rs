@@ -1,5 +1,6 @@
 //! The modules of the `maxi` command (`src/main.rs`), as a library so that tests and fuzz
-//! targets can reach the parsers of untrusted input (configs, `.npy` and PNG files).
+//! targets can reach the parsers of untrusted input: [`config::Config::from_text`],
+//! [`npy::read_f64`] and [`input::decode_png`].
 
 pub mod cli;
 pub mod config;
@@ -7,6 +8,7 @@ pub mod error;
 pub mod explain;
 pub mod input;
 pub mod list;
+pub mod npy;
 pub mod output;
 pub mod progress;
 pub mod render;

@@ -214,3 +214,142 @@ fn thread_and_batch_limits_are_checked_before_anything_is_started() {
         &["`batch_size`", "[model] of c.toml"],
     );
 }
+
+/// A version-1 `.npy` file whose header claims `shape` of float64, followed by `data` bytes.
+fn npy_claiming(shape: &str, data: usize) -> Vec<u8> {
+    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend(std::iter::repeat_n(0u8, data));
+    out
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A PNG whose header says `width`×`height` grey pixels, with no pixel data to speak of.
+fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8], data: &[u8]| {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32(&body).to_be_bytes());
+    };
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    chunk(b"IHDR", &ihdr);
+    chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00]);
+    chunk(b"IEND", &[]);
+    out
+}
+
+#[test]
+fn input_headers_are_checked_against_the_file_before_allocating() {
+    let cfg = toml(3, "", "", "", "");
+    // 192 bytes claiming 1e11 entries (800 GB): aborted the process when trusted
+    let lie = npy_claiming("(100000000000,)", 64);
+    expect_usage_error(
+        &[("c.toml", cfg.as_bytes()), ("lie.npy", &lie)],
+        &["--config", "c.toml", "--input", "lie.npy"],
+        &[
+            "lie.npy",
+            "claims shape [100000000000]",
+            "holds 64 bytes",
+            "truncated or corrupt",
+        ],
+    );
+    let overflow = npy_claiming("(4294967296, 4294967296, 4294967296)", 8);
+    expect_usage_error(
+        &[("c.toml", cfg.as_bytes()), ("o.npy", &overflow)],
+        &["--config", "c.toml", "--input", "o.npy"],
+        &["o.npy", "more entries than any file can hold"],
+    );
+    // a 70-byte PNG claiming 4000×4000 pixels is refused from its header, before decoding
+    expect_usage_error(
+        &[
+            ("c.toml", cfg.as_bytes()),
+            ("bomb.png", &png_claiming(4000, 4000)),
+        ],
+        &["--config", "c.toml", "--input", "bomb.png"],
+        &["bomb.png", "4000×4000 pixels but the model takes 28×28"],
+    );
+    expect_usage_error(
+        &[
+            ("c.toml", cfg.as_bytes()),
+            ("huge.png", &png_claiming(100_000, 100_000)),
+        ],
+        &["--config", "c.toml", "--input", "huge.png"],
+        &["huge.png", "more than the 16777216 pixels"],
+    );
+}
+
+/// The most memory any child of this test process has used so far, in KiB.
+fn children_max_rss_kib() -> i64 {
+    // SAFETY: `getrusage` fills the zeroed struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
+        0
+    );
+    usage.ru_maxrss
+}
+
+#[test]
+fn a_png_deflate_bomb_is_refused_from_its_header() {
+    use std::io::Write;
+    // 16000×16000 black pixels deflate to ≈ 250 KB; decoded first, they took 2.8 GB
+    let (w, h) = (16_000u32, 16_000u32);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    let row = vec![0u8; w as usize + 1];
+    for _ in 0..h {
+        z.write_all(&row).expect("deflate");
+    }
+    let idat = z.finish().expect("deflate");
+    let mut png = png_claiming(w, h);
+    // replace the empty IDAT of the header-only PNG with the real one
+    png.truncate(33);
+    let mut chunk = |kind: &[u8], data: &[u8]| {
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        png.extend_from_slice(&body);
+        png.extend_from_slice(&crc32(&body).to_be_bytes());
+    };
+    chunk(b"IDAT", &idat);
+    chunk(b"IEND", &[]);
+    assert!(png.len() < 400_000, "{} bytes", png.len());
+    let cfg = toml(3, "", "", "", "");
+    expect_usage_error(
+        &[("c.toml", cfg.as_bytes()), ("bomb.png", &png)],
+        &["--config", "c.toml", "--input", "bomb.png"],
+        &[
+            "bomb.png",
+            "16000×16000 pixels, more than the 16777216 pixels",
+        ],
+    );
+    let peak = children_max_rss_kib();
+    assert!(
+        peak < 1 << 20,
+        "a maxi run of this test peaked at {peak} KiB"
+    );
+}
