@@ -6,7 +6,7 @@ use maxi::MaxiError;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code of failures while running.
 pub const EXIT_RUNTIME: u8 = 1;
-/// Exit code after Ctrl-C.
+/// Exit code after Ctrl-C, SIGTERM or SIGHUP (the same handler stops the run).
 pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// A failure of a command: what to print after `error: ` and the exit code.

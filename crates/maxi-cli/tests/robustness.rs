@@ -2,8 +2,9 @@
 //! crash `maxi`, take the machine or be silently ignored; signals and a broken stdout leave no
 //! half-written or stray files. Runs the real binary on the bundled MNIST CNN.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 fn maxi() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_maxi"));
@@ -352,4 +353,64 @@ fn a_png_deflate_bomb_is_refused_from_its_header() {
         peak < 1 << 20,
         "a maxi run of this test peaked at {peak} KiB"
     );
+}
+
+/// Starts a long run writing to `dir/out` and waits until its staging folder exists.
+fn start_long_run(dir: &Path) -> (Child, PathBuf) {
+    std::fs::write(dir.join("c.toml"), toml(1_000_000, "", "", "", "")).expect("config");
+    let child = maxi()
+        .current_dir(dir)
+        .args(["explain", "--config", "c.toml", "--out", "out"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn maxi");
+    let staging = dir.join(format!(".out.maxi-tmp-{}", child.id()));
+    let start = Instant::now();
+    while !staging.is_dir() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no staging folder after 2 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, staging)
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: sends a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill");
+}
+
+#[test]
+fn sigterm_stops_like_ctrl_c_and_writes_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (child, _) = start_long_run(tmp.path());
+    signal(&child, libc::SIGTERM);
+    let out = child.wait_with_output().expect("wait");
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted at iteration"), "{err}");
+    assert!(err.contains("nothing was written"), "{err}");
+    assert_eq!(names_in(tmp.path()), vec!["c.toml".to_string()]);
+}
+
+#[test]
+fn staging_folders_of_killed_runs_are_removed_by_the_next_run() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut child, staging) = start_long_run(tmp.path());
+    signal(&child, libc::SIGKILL);
+    child.wait().expect("wait");
+    assert!(staging.is_dir(), "SIGKILL leaves the staging folder");
+    std::fs::write(tmp.path().join("short.toml"), toml(3, "", "", "", "")).expect("config");
+    let out = maxi()
+        .current_dir(tmp.path())
+        .args(["explain", "-q", "--config", "short.toml", "--out", "out"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let mut names = names_in(tmp.path());
+    names.sort();
+    assert_eq!(names, vec!["c.toml", "out", "short.toml"]);
 }
