@@ -3,9 +3,24 @@
 //! that was killed (`.NAME.maxi-tmp-PID`, `.NAME.maxi-old-PID` with PID no longer running) are
 //! removed by the next run with the same `--out`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{CliError, CliResult};
+use crate::list::print_stdout;
+
+/// Prints the closing summary of a run whose outputs are already in `--out`. The outputs are
+/// complete at that point, so a stdout that cannot be written (e.g. `> /dev/full`) does not fail
+/// the run: the problem is reported on stderr and the exit code stays 0.
+pub fn print_summary(text: &str, out: &Path) {
+    if let Err(e) = print_stdout(text) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "maxi: warning: {e}; the outputs in {} are complete",
+            out.display()
+        );
+    }
+}
 
 /// True for the names of files `maxi explain` writes.
 pub fn is_maxi_output(name: &str) -> bool {

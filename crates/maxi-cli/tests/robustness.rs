@@ -414,3 +414,27 @@ fn staging_folders_of_killed_runs_are_removed_by_the_next_run() {
     names.sort();
     assert_eq!(names, vec!["c.toml", "out", "short.toml"]);
 }
+
+#[test]
+fn a_full_stdout_after_a_complete_write_is_a_warning_not_a_failure() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(tmp.path().join("c.toml"), toml(3, "", "", "", "")).expect("config");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let out = maxi()
+        .current_dir(tmp.path())
+        .args(["explain", "--config", "c.toml", "--out", "out"])
+        .stdout(full)
+        .output()
+        .expect("run");
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: cannot write to stdout") && err.contains("are complete"),
+        "{err}"
+    );
+    assert!(tmp.path().join("out/report.json").is_file());
+    assert!(tmp.path().join("out/iter_3.npy").is_file());
+}
