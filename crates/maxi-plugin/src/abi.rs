@@ -15,6 +15,8 @@
 //!   a smaller size and accepts a larger one: later versions of the SDK may only **append**
 //!   fields, which an older host ignores. [`ComponentDescriptor`] and [`HostLoss`] follow the same
 //!   rule with their own `struct_size`.
+//! - A reader reads a struct's `struct_size` (through a pointer to that first field) before
+//!   anything else, and refuses the struct when it is smaller than what it needs.
 //!
 //! # Calls
 //!
