@@ -168,7 +168,7 @@ impl PluginComponent {
         });
         let meta = self.meta.clone();
         let build: GradientBuildFn = Arc::new(move |kw, ctx| meta.create(kw, ctx.shape));
-        Component::from_parts(
+        let mut component = Component::from_parts(
             self.meta.name.clone(),
             self.aliases,
             self.doc,
@@ -176,7 +176,10 @@ impl PluginComponent {
             format!("plugin {}", self.meta.path),
             parse,
             Builder::Gradient(build),
-        )
+        );
+        // accepted by the plugin's own parser; listed so the registry lets them through
+        component.kwarg_aliases = self.kwarg_aliases;
+        component
     }
 }
 

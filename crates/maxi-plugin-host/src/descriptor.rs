@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use maxi_core::Kind;
 use maxi_plugin::abi::{
-    ComponentDescriptor, DescriptorHeader, ENTRY_SYMBOL, FreeStringFn, KIND_GRADIENT, KIND_LOSS,
-    KIND_OPTIMIZER, MAXI_PLUGIN_ABI_VERSION, PluginDescriptor, struct_size_of,
+    COMPONENT_DESCRIPTOR_V1_SIZE, ComponentDescriptor, DescriptorHeader, ENTRY_SYMBOL,
+    FreeStringFn, KIND_GRADIENT, KIND_LOSS, KIND_OPTIMIZER, MAXI_PLUGIN_ABI_VERSION,
+    PluginDescriptor, has_kwarg_aliases, struct_size_of,
 };
 use serde_json::Value;
 
@@ -113,14 +114,12 @@ fn read_component(
     }
     // SAFETY: non-null and aligned; `struct_size` is the first field of every version.
     let size = unsafe { std::ptr::read(p.cast::<u32>()) };
-    let needed = struct_size_of::<ComponentDescriptor>();
-    if size < needed {
+    if size < COMPONENT_DESCRIPTOR_V1_SIZE {
         return Err(format!(
-            "component {index}: struct_size {size} is smaller than the {needed} bytes of an ABI version {MAXI_PLUGIN_ABI_VERSION} component descriptor"
+            "component {index}: struct_size {size} is smaller than the {COMPONENT_DESCRIPTOR_V1_SIZE} bytes of an ABI version {MAXI_PLUGIN_ABI_VERSION} component descriptor"
         ));
     }
-    // SAFETY: at least this version's size, living as long as the library.
-    let c: &'static ComponentDescriptor = unsafe { &*p };
+    let c = copy_component(p, size);
     // SAFETY: descriptor strings are NUL-terminated and live as long as the library.
     let name = unsafe { descriptor_str(c.name, "component name") }?
         .filter(|n| !n.trim().is_empty())
@@ -140,6 +139,7 @@ fn read_component(
         Some(json) => serde_json::from_str::<Value>(&json)
             .map_err(|e| format!("{} is not valid JSON: {e}", what("kwargs schema")))?,
     };
+    let kwarg_aliases = read_kwarg_aliases(&c, &schema, &what)?;
     let kind = match c.kind {
         KIND_GRADIENT => Kind::Gradient,
         KIND_LOSS | KIND_OPTIMIZER => {
@@ -170,7 +170,78 @@ fn read_component(
         aliases,
         doc,
         schema,
+        kwarg_aliases,
     })
+}
+
+/// A host copy of the plugin's component descriptor of `size` bytes: the fields the plugin's
+/// struct holds, the rest (appended by later SDKs) null. Only `size` bytes are read.
+fn copy_component(p: *const ComponentDescriptor, size: u32) -> ComponentDescriptor {
+    let mut c = ComponentDescriptor {
+        struct_size: size,
+        kind: 0,
+        name: std::ptr::null(),
+        aliases_json: std::ptr::null(),
+        doc: std::ptr::null(),
+        kwargs_schema_json: std::ptr::null(),
+        parse_kwargs: None,
+        create: None,
+        destroy: None,
+        gradient_compute: None,
+        kwarg_aliases_json: std::ptr::null(),
+    };
+    let bytes = (size as usize).min(std::mem::size_of::<ComponentDescriptor>());
+    // SAFETY: the plugin declares `size` readable bytes at `p` (it lives as long as the
+    // library); the copy stops at the smaller of both sizes. The struct is `repr(C)` without
+    // padding, and every field (integers, raw pointers, optional function pointers) is valid for
+    // the plugin's bytes as for the null defaults.
+    unsafe {
+        std::ptr::copy_nonoverlapping(p.cast::<u8>(), (&raw mut c).cast::<u8>(), bytes);
+    }
+    c.struct_size = size;
+    c
+}
+
+/// The component's kwarg aliases (`alias → canonical`), when its descriptor carries them; each
+/// canonical name must be a kwarg of the schema and no alias may be one.
+fn read_kwarg_aliases(
+    c: &ComponentDescriptor,
+    schema: &Value,
+    what: &dyn Fn(&str) -> String,
+) -> std::result::Result<Vec<(String, String)>, String> {
+    if !has_kwarg_aliases(c.struct_size) {
+        return Ok(Vec::new());
+    }
+    // SAFETY: descriptor strings are NUL-terminated and live as long as the library.
+    let Some(json) = (unsafe { descriptor_str(c.kwarg_aliases_json, &what("kwarg aliases")) })?
+    else {
+        return Ok(Vec::new());
+    };
+    let map: serde_json::Map<String, Value> = serde_json::from_str(&json).map_err(|e| {
+        format!(
+            "{}: not a JSON object of alias → kwarg name: {e}",
+            what("kwarg aliases")
+        )
+    })?;
+    let properties = schema.get("properties").and_then(Value::as_object);
+    let is_kwarg = |k: &str| properties.is_some_and(|p| p.contains_key(k));
+    let mut aliases = Vec::with_capacity(map.len());
+    for (alias, canonical) in map {
+        let Some(canonical) = canonical.as_str().filter(|c| is_kwarg(c)) else {
+            return Err(format!(
+                "{}: `{alias}` stands for {canonical}, which is not one of its kwargs",
+                what("kwarg aliases")
+            ));
+        };
+        if is_kwarg(&alias) {
+            return Err(format!(
+                "{}: `{alias}` is a kwarg itself, not an alias",
+                what("kwarg aliases")
+            ));
+        }
+        aliases.push((alias, canonical.to_string()));
+    }
+    Ok(aliases)
 }
 
 /// The plugin's functions for one component (all checked non-null).
@@ -198,4 +269,6 @@ pub(crate) struct PluginComponent {
     pub(crate) aliases: Vec<String>,
     pub(crate) doc: String,
     pub(crate) schema: Value,
+    /// Alternative kwarg spellings (`alias → canonical`).
+    pub(crate) kwarg_aliases: Vec<(String, String)>,
 }

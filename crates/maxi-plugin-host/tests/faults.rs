@@ -347,13 +347,61 @@ fn kwargs_problems_are_usage_errors_naming_the_field() {
     match component.parse_kwargs(&kw(json!({"levle": 1.0}))) {
         Err(MaxiError::UnknownKwarg { key, accepted, .. }) => {
             assert_eq!(key, "levle");
-            assert_eq!(accepted, vec!["fault".to_string(), "level".to_string()]);
+            assert_eq!(accepted, vec!["fault", "level", "lvl"]);
         }
         other => panic!("expected an unknown kwarg, got {:?}", other.map(|_| ())),
     }
     // defaults are filled in by the plugin
     let parsed = component.parse_kwargs(&kw(json!({}))).expect("kwargs");
     assert_eq!(parsed.to_json(), json!({"fault": "none", "level": 0.0}));
+}
+
+#[test]
+fn kwarg_aliases_cross_the_abi() {
+    faulty_loaded();
+    let component = registry::global()
+        .expect("registry")
+        .get(Kind::Gradient, "faulty")
+        .expect("faulty");
+    assert_eq!(
+        component.kwarg_aliases,
+        vec![("lvl".to_string(), "level".to_string())]
+    );
+    // the plugin's own alias reaches its parser, which normalises it
+    let parsed = component
+        .parse_kwargs(&kw(json!({"lvl": 2.5})))
+        .expect("alias accepted");
+    assert_eq!(parsed.to_json(), json!({"fault": "none", "level": 2.5}));
+    match component.parse_kwargs(&kw(json!({"lvl": -1.0}))) {
+        Err(MaxiError::InvalidKwarg { field, .. }) => assert_eq!(field, "level"),
+        other => panic!("expected an invalid kwarg, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn an_older_component_descriptor_loads_without_kwarg_aliases() {
+    let path = faulty_with_mode("faulty-v1", 10);
+    assert_eq!(load_plugin(&path).expect("load"), vec!["faulty_v1"]);
+    let component = registry::global()
+        .expect("registry")
+        .get(Kind::Gradient, "faulty_v1")
+        .expect("faulty_v1");
+    // the field past its struct_size is not read, although the memory holds it
+    assert!(component.kwarg_aliases.is_empty());
+    assert!(matches!(
+        component.parse_kwargs(&kw(json!({"lvl": 1.0}))),
+        Err(MaxiError::UnknownKwarg { .. })
+    ));
+    assert!(component.parse_kwargs(&kw(json!({"level": 1.0}))).is_ok());
+}
+
+#[test]
+fn a_kwarg_alias_for_no_kwarg_is_refused() {
+    let reason = plugin_error(&faulty_with_mode("faulty-alias", 12));
+    assert!(
+        reason.contains("`faulty_alias`: kwarg aliases: `lvl` stands for \"nope\", which is not one of its kwargs"),
+        "{reason}"
+    );
 }
 
 fn generator(fault: &str) -> maxi_core::Result<ExplanationGenerator> {

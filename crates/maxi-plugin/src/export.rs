@@ -422,11 +422,18 @@ impl PluginExport {
         let schema = serde_json::to_string(&schemars::schema_for!(F::Kwargs))
             .unwrap_or_else(|_| "{}".to_string());
         let aliases = serde_json::to_string(aliases).unwrap_or_else(|_| "[]".to_string());
+        let kwarg_aliases: serde_json::Map<String, serde_json::Value> =
+            <F::Kwargs as KwargsSpec>::ALIASES
+                .iter()
+                .map(|(alias, canonical)| (alias.to_string(), (*canonical).into()))
+                .collect();
+        let kwarg_aliases = serde_json::Value::Object(kwarg_aliases).to_string();
         let strings = vec![
             c_string(name),
             c_string(&aliases),
             c_string(doc),
             c_string(&schema),
+            c_string(&kwarg_aliases),
         ];
         let descriptor = ComponentDescriptor {
             struct_size: struct_size_of::<ComponentDescriptor>(),
@@ -439,6 +446,7 @@ impl PluginExport {
             create: Some(create_gradient::<F>),
             destroy: Some(destroy_gradient),
             gradient_compute: Some(compute_gradient),
+            kwarg_aliases_json: strings[4].as_ptr(),
         };
         self.components.push(ComponentExport {
             _strings: strings,
@@ -529,11 +537,13 @@ mod tests {
     #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
     #[serde(deny_unknown_fields)]
     struct Kw {
-        #[serde(default)]
+        #[serde(default, alias = "count")]
         n: usize,
     }
 
     impl KwargsSpec for Kw {
+        const ALIASES: &'static [(&'static str, &'static str)] = &[("count", "n")];
+
         fn validate(&self) -> std::result::Result<(), KwargProblem> {
             if self.n > 10 {
                 return Err(KwargProblem::new("n", "must be at most 10"));
@@ -625,6 +635,11 @@ mod tests {
         assert_eq!(s(d.plugin_version), "1.2.3");
         assert_eq!(s(c.name), "scale");
         assert_eq!(s(c.aliases_json), r#"["Scale"]"#);
+        assert_eq!(s(c.kwarg_aliases_json), r#"{"count":"n"}"#);
+        assert!(crate::abi::has_kwarg_aliases(c.struct_size));
+        assert!(!crate::abi::has_kwarg_aliases(
+            crate::abi::COMPONENT_DESCRIPTOR_V1_SIZE
+        ));
         let schema: serde_json::Value = serde_json::from_str(&s(c.kwargs_schema_json)).unwrap();
         assert!(schema["properties"]["n"].is_object(), "{schema}");
     }
@@ -645,6 +660,10 @@ mod tests {
         assert_eq!(
             call(c"{}"),
             (STATUS_OK, Some(r#"{"n":0}"#.into()), None, None)
+        );
+        assert_eq!(
+            call(c"{\"count\": 4}"),
+            (STATUS_OK, Some(r#"{"n":4}"#.into()), None, None)
         );
         let (status, _, field, err) = call(c"{\"n\": 11}");
         assert_eq!((status, field.as_deref()), (STATUS_ERROR, Some("n")));
