@@ -4,7 +4,8 @@
 use std::cell::{Cell, RefCell};
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 
 use maxi_core::registry::{
@@ -221,14 +222,69 @@ impl Drop for HostGradient {
     }
 }
 
-/// State of one `compute` call, reached by the loss callback through its context pointer.
+/// State of one `compute` call, reached by the loss callback through the call's handle.
 struct CallCtx<'a> {
     problem: &'a Problem,
     shape: &'a [usize],
     y: &'a [f64],
-    thread: ThreadId,
     base: Cell<Option<f64>>,
     error: RefCell<Option<MaxiError>>,
+}
+
+/// A `compute` call in progress: its handle (what plugins get as [`HostLoss::ctx`]), its
+/// thread and the address of its [`CallCtx`].
+struct LiveCall {
+    handle: usize,
+    thread: ThreadId,
+    ctx: usize,
+}
+
+/// The `compute` calls in progress. A plugin only ever sees handles; the callback finds the
+/// call's state here, so a handle kept past its call finds nothing instead of freed memory.
+static LIVE_CALLS: Mutex<Vec<LiveCall>> = Mutex::new(Vec::new());
+/// The next call handle (0 is never used: it would be a null `ctx`).
+static NEXT_HANDLE: AtomicUsize = AtomicUsize::new(1);
+
+fn live_calls() -> std::sync::MutexGuard<'static, Vec<LiveCall>> {
+    LIVE_CALLS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Registers `ctx` as live until the guard is dropped, which must happen before `ctx` goes.
+struct LiveCallGuard {
+    handle: usize,
+}
+
+impl LiveCallGuard {
+    fn new(ctx: &CallCtx<'_>) -> Self {
+        let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
+        live_calls().push(LiveCall {
+            handle,
+            thread: std::thread::current().id(),
+            ctx: ctx as *const CallCtx<'_> as usize,
+        });
+        LiveCallGuard { handle }
+    }
+}
+
+impl Drop for LiveCallGuard {
+    fn drop(&mut self) {
+        live_calls().retain(|c| c.handle != self.handle);
+    }
+}
+
+/// The state of the live call `handle` if it runs on this thread, or why the callback must be
+/// refused.
+fn find_call(handle: usize) -> std::result::Result<usize, &'static str> {
+    let calls = live_calls();
+    let call = calls.iter().find(|c| c.handle == handle).ok_or(
+        "the loss callback was called outside a compute call (with a handle whose call has returned, or a made-up one); a plugin may call the loss only during compute",
+    )?;
+    if call.thread != std::thread::current().id() {
+        return Err(
+            "the loss callback was called from another thread; call it from the thread that called compute",
+        );
+    }
+    Ok(call.ctx)
 }
 
 fn write_host_error(out_error: *mut *mut c_char, message: &str) {
@@ -258,20 +314,17 @@ unsafe extern "C" fn host_eval_batch(
     out: *mut f64,
     out_error: *mut *mut c_char,
 ) -> i32 {
-    if ctx.is_null() {
-        write_host_error(out_error, "null loss context");
-        return maxi_plugin::abi::STATUS_ERROR;
-    }
-    // SAFETY: the context is the `CallCtx` of the `compute` call in progress (plugins may only
-    // call back during it).
-    let ctx = unsafe { &*ctx.cast::<CallCtx<'_>>() };
-    if std::thread::current().id() != ctx.thread {
-        write_host_error(
-            out_error,
-            "the loss callback was called from another thread; call it from the thread that called compute",
-        );
-        return maxi_plugin::abi::STATUS_ERROR;
-    }
+    let address = match find_call(ctx as usize) {
+        Ok(address) => address,
+        Err(message) => {
+            write_host_error(out_error, message);
+            return maxi_plugin::abi::STATUS_ERROR;
+        }
+    };
+    // SAFETY: `address` is the `CallCtx` of a `compute` call that is still live (its guard,
+    // dropped before the `CallCtx`, is registered) and runs on this thread, so that call is
+    // below this one on the stack and its `CallCtx` is alive.
+    let ctx = unsafe { &*(address as *const CallCtx<'_>) };
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<()> {
         let d = ctx.y.len();
         if item_len != d {
@@ -402,13 +455,14 @@ impl Gradient for HostGradient {
             problem,
             shape: &shape,
             y: y_flat,
-            thread: std::thread::current().id(),
             base: Cell::new(None),
             error: RefCell::new(None),
         };
+        // declared after `ctx`, so dropped (unregistered) before it
+        let live = LiveCallGuard::new(&ctx);
         let host = HostLoss {
             struct_size: struct_size_of::<HostLoss>(),
-            ctx: (&ctx as *const CallCtx<'_>).cast_mut().cast::<c_void>(),
+            ctx: std::ptr::without_provenance_mut::<c_void>(live.handle),
             eval_batch: Some(host_eval_batch),
             free_error: Some(host_free_string),
             item_len: d,
@@ -431,6 +485,8 @@ impl Gradient for HostGradient {
                 &mut out_error,
             )
         };
+        // the handle dies with the call: a plugin that kept it gets an error status
+        drop(live);
         let message = self.meta.take_string(out_error);
         let loss_error = ctx.error.borrow_mut().take();
         if status != STATUS_OK {

@@ -404,6 +404,43 @@ fn a_kwarg_alias_for_no_kwarg_is_refused() {
     );
 }
 
+#[test]
+fn a_loss_callback_kept_past_compute_gets_an_error_status() {
+    let path = faulty_with_mode("faulty-keeper", 11);
+    assert_eq!(load_plugin(&path).expect("load"), vec!["faulty_keeper"]);
+    let shape = [2, 3];
+    let y = point(&shape);
+    let mut g = gradient("faulty_keeper", json!({}), &shape).expect("gradient");
+    let p = problem(SquaredNorm::new(&shape), &shape);
+    let first = g
+        .gradient(&p, y.view(), &mut rng_from_seed(0))
+        .expect("compute");
+    assert_eq!(first, y.mapv(|v| 2.0 * v));
+    // SAFETY: the test's own fixture library, already loaded (the same instance and statics);
+    // `faulty_call_kept_loss` has this signature.
+    let (status, message) = unsafe {
+        let lib = libloading::Library::new(&path).expect("open fixture");
+        let call: libloading::Symbol<'_, extern "C" fn(*mut u8, usize) -> i32> = lib
+            .get(b"faulty_call_kept_loss\0")
+            .expect("faulty_call_kept_loss");
+        let mut buf = [0u8; 512];
+        let status = call(buf.as_mut_ptr(), buf.len());
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        std::mem::forget(lib);
+        (status, String::from_utf8_lossy(&buf[..end]).into_owned())
+    };
+    assert_eq!(status, maxi_plugin::abi::STATUS_ERROR, "{message}");
+    assert!(
+        message.contains("called outside a compute call"),
+        "{message}"
+    );
+    // the host and the instance are unharmed
+    let again = g
+        .gradient(&p, y.view(), &mut rng_from_seed(1))
+        .expect("compute again");
+    assert_eq!(again, first);
+}
+
 fn generator(fault: &str) -> maxi_core::Result<ExplanationGenerator> {
     faulty_loaded();
     ExplanationGenerator::builder()

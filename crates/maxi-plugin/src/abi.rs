@@ -30,6 +30,10 @@
 //! callback are released with [`HostLoss::free_error`]. Strings inside the descriptors are owned
 //! by the plugin and never freed.
 //!
+//! The loss callback ([`HostLoss::eval_batch`]) may only be called during the `compute` call it
+//! was handed to, from that call's thread: [`HostLoss::ctx`] is an opaque handle of that call,
+//! not a pointer, and the host answers [`STATUS_ERROR`] to a handle whose call has returned.
+//!
 //! Every function the SDK exports, and the host's loss callback, catches panics
 //! (`catch_unwind`): a panic becomes [`STATUS_PANIC`] with the panic message, never an unwind
 //! across `extern "C"` (which aborts). A plugin must therefore not be built with
@@ -203,7 +207,8 @@ pub const fn has_kwarg_aliases(struct_size: u32) -> bool {
 pub struct HostLoss {
     /// `size_of::<HostLoss>()` as compiled into the host.
     pub struct_size: u32,
-    /// Opaque host state, passed back to `eval_batch`.
+    /// Opaque handle of the `compute` call in progress, passed back to `eval_batch` (not a
+    /// pointer: the host refuses it once the call has returned).
     pub ctx: *mut c_void,
     /// Batched loss evaluation (see [`LossCallbackFn`]).
     pub eval_batch: Option<LossCallbackFn>,
