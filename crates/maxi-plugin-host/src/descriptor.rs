@@ -67,9 +67,10 @@ pub(crate) fn read_descriptor(
             header.struct_size
         ));
     }
-    // SAFETY: the plugin declares a descriptor of at least this version's size; it lives as long
-    // as the library, which is never unloaded.
-    let d: &'static PluginDescriptor = unsafe { &*descriptor };
+    // SAFETY: the plugin declares a descriptor of at least this version's size, readable during
+    // this call (it lives as long as the library, which is never unloaded); nothing read from it
+    // is kept but copies.
+    let d: &PluginDescriptor = unsafe { &*descriptor };
     // SAFETY: descriptor strings are NUL-terminated and live as long as the library.
     let name = unsafe { descriptor_str(d.plugin_name, "plugin_name") }?.unwrap_or_default();
     // SAFETY: as above.

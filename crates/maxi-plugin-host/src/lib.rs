@@ -32,10 +32,11 @@ mod loading;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use maxi_core::Result;
 use maxi_core::registry::{self, Component};
+use maxi_core::{MaxiError, Result};
+use maxi_plugin::abi::PluginDescriptor;
 
-use crate::descriptor::PluginComponent;
+use crate::descriptor::{PluginComponent, read_descriptor};
 use crate::loading::{check_path, open_plugin};
 
 pub use loading::{PLUGIN_PATH_ENV, plugin_paths, plugin_paths_from_env};
@@ -107,6 +108,30 @@ pub fn load_plugin(path: &Path) -> Result<Vec<String>> {
         },
     });
     Ok(names)
+}
+
+/// Reads and checks a plugin descriptor that is already in memory (what [`load_plugin`] does
+/// after calling the library's entry point) and returns its components without registering
+/// them; `origin` names the plugin in messages. Used by the descriptor reader's fuzz target.
+///
+/// # Safety
+/// `descriptor` must be null or point to a descriptor laid out as [`maxi_plugin::abi`]
+/// describes, whose declared `struct_size` bytes, component array, component descriptors and
+/// strings are readable during the call; the functions it names must stay callable as long as
+/// the returned components are used.
+pub unsafe fn components_from_descriptor(
+    descriptor: *const PluginDescriptor,
+    origin: &str,
+) -> Result<Vec<Component>> {
+    let data = read_descriptor(descriptor, origin).map_err(|message| MaxiError::Plugin {
+        path: origin.to_string(),
+        message,
+    })?;
+    Ok(data
+        .components
+        .into_iter()
+        .map(PluginComponent::into_component)
+        .collect())
 }
 
 /// Loads the plugin library at `path` and returns its components **without** registering them,
