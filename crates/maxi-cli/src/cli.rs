@@ -139,7 +139,9 @@ Outputs in --out: report.json (classes, sparsity, cost, seed, resolved config, p
 history), iter_<n>.npy and iter_<n>.png per savepoint, explanation.png (input | explanation,
 and x + delta for PN) and heatmap.png (|delta|, blurred, colour-mapped).
 
-Exit codes: 0 success, 2 bad usage/config/input, 1 failure while running, 130 interrupted.";
+Exit codes: 0 success, 2 bad usage/config/input, 1 failure while running, 130 interrupted
+(Ctrl-C, SIGTERM or SIGHUP). Limits: threads <= 256, batch_size <= 1024 rows and <= 64 MiB
+per model call, PNG inputs <= 16777216 pixels; every number in a config must be finite.";
 
 fn parse_kind(s: &str) -> Result<Kind, String> {
     s.parse()

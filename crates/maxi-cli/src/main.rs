@@ -9,7 +9,8 @@
 //!   on the bundled CNN, from `configs/mnist_pp.toml`.
 //!
 //! Exit codes: 0 success, 2 bad usage, config or input (the message names the problem and the
-//! fix), 1 failure while running, 130 interrupted (Ctrl-C).
+//! fix), 1 failure while running, 130 interrupted (Ctrl-C, SIGTERM or SIGHUP). A stdout that
+//! cannot be written after the outputs are complete is a warning, not a failure.
 
 use std::io::Write;
 use std::process::ExitCode;
