@@ -186,7 +186,7 @@ fn settings_are_validated() {
 #[test]
 fn duplicate_names_are_refused() {
     let global = registry::global().expect("registry");
-    let cem = global.get(Kind::Loss, "cem").expect("cem");
+    let cem = global.get::<maxi::LossKind>("cem").expect("cem");
     let mut r = Registry::empty();
     r.add((*cem).clone()).expect("first");
     let err = r
@@ -206,7 +206,12 @@ fn duplicate_names_are_refused() {
         (Kind::Optimizer, "ada_exp_grad"),
         (Kind::Model, "onnx"),
     ] {
-        global.get(kind, name).unwrap_or_else(|e| panic!("{e}"));
+        let metas = global.metas(Some(kind));
+        assert_eq!(
+            metas.iter().filter(|m| m.matches(name)).count(),
+            1,
+            "{kind} {name}"
+        );
     }
 }
 
@@ -316,25 +321,28 @@ fn bounds_of_the_wrong_shape_are_refused() {
 struct FailsSecond(usize);
 
 impl maxi::Gradient for FailsSecond {
-    fn gradient(
+    fn estimate(
         &mut self,
         _problem: &maxi::Problem,
-        y: maxi::ndarray::ArrayViewD<'_, f64>,
+        request: &maxi::Request<'_>,
         _rng: &mut maxi::MaxiRng,
-    ) -> maxi::Result<ArrayD<f64>> {
+    ) -> maxi::Result<maxi::Estimate> {
         self.0 += 1;
         if self.0 == 2 {
             return Err(MaxiError::Other("estimator blew up".into()));
         }
-        Ok(ArrayD::zeros(y.shape()))
+        Ok(maxi::Estimate::new(ArrayD::zeros(request.at.shape())))
     }
 }
 
 struct FailsSecondFactory;
 
-impl maxi::GradientFactory for FailsSecondFactory {
+impl maxi::Factory<maxi::GradientKind> for FailsSecondFactory {
     type Kwargs = NoKwargs;
-    fn build(_: &NoKwargs, _: &maxi::GradientContext<'_>) -> maxi::Result<Box<dyn maxi::Gradient>> {
+    fn build(
+        _: &maxi::Valid<NoKwargs>,
+        _: &maxi::GradientContext<'_>,
+    ) -> maxi::Result<Box<dyn maxi::Gradient>> {
         Ok(Box::new(FailsSecond(0)))
     }
 }
@@ -349,13 +357,11 @@ impl maxi::KwargsSpec for NoKwargs {}
 
 #[test]
 fn a_failing_gradient_is_blamed_on_the_gradient_not_the_optimizer() {
-    let mut r = registry::global().expect("registry").clone();
-    r.add(maxi::Component::gradient::<FailsSecondFactory>(
-        "fails_second",
-        &[],
-        "test",
-    ))
-    .expect("add");
+    let mut r = maxi::Registry::clone(&registry::global().expect("registry"));
+    r.add(maxi::registry::Entry::<maxi::GradientKind>::of::<
+        FailsSecondFactory,
+    >("fails_second", &[], "test"))
+        .expect("add");
     let g = ExplanationGenerator::builder()
         .loss("cem", pp())
         .optimizer("ao_exp_grad", Kwargs::new())

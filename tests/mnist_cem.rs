@@ -50,7 +50,7 @@ fn pertinent_positive_of_2953_is_sparse_and_keeps_class_5() {
     let x = mnist::test_image(2953).expect("image");
     let m = cnn(2);
     let e = pp(199, 0).run(x.view(), m.clone()).expect("run");
-    let s = summary::cem_summary(&e, x.view(), m.as_ref()).expect("summary");
+    let s = summary::summarize(&e, x.view(), m.as_ref()).expect("summary");
     assert_eq!(s.original_class, 5);
     assert_eq!(s.explanation_class, 5, "{s:?}");
     // the digit has 166 ink pixels; IBM's white-box PP uses 85
@@ -74,7 +74,7 @@ fn pertinent_negative_of_340_changes_class_3_with_few_pixels() {
         .build()
         .expect("generator");
     let e = g.run(x.view(), m.clone()).expect("run");
-    let s = summary::cem_summary(&e, x.view(), m.as_ref()).expect("summary");
+    let s = summary::summarize(&e, x.view(), m.as_ref()).expect("summary");
     assert_eq!(s.original_class, 3);
     assert_ne!(s.explanation_class, 3, "{s:?}");
     // IBM's white-box PN uses 15 pixels

@@ -174,9 +174,9 @@ fuzz_target!(|data: &[u8]| {
     match read {
         Ok(components) => {
             for c in &components {
-                assert!(!c.name.trim().is_empty());
-                let accepted = c.accepted_kwargs();
-                for (alias, canonical) in &c.kwarg_aliases {
+                assert!(!c.meta.name.trim().is_empty());
+                let accepted = c.meta.accepted_kwargs();
+                for (alias, canonical) in &c.meta.kwarg_aliases {
                     assert!(accepted.contains(alias) && accepted.contains(canonical));
                 }
             }

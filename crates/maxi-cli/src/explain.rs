@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use maxi::ndarray::ArrayD;
-use maxi::registry::{Builder, ModelContext, ParsedKwargs};
 use maxi::serde_json::{self, Map, Value, json};
 use maxi::summary::{self, NONZERO_THRESHOLD};
-use maxi::{Explanation, ExplanationGenerator, Kind, Kwargs, MaxiError, Model, predict_class};
+use maxi::{
+    Explanation, ExplanationGenerator, Kwargs, MaxiError, Model, ModelContext, ModelKind, Shown,
+    predict_class,
+};
 use ndarray_npy::WriteNpyExt;
 
 use crate::cli::ExplainArgs;
@@ -19,14 +21,11 @@ use crate::output::{Staging, check_out_dir, print_summary};
 use crate::progress::{Mode, Progress};
 use crate::render::{self, Layout};
 
-/// Folder of the configs shipped with maxi (`configs/` of the source tree).
-pub fn bundled_configs_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs"))
-}
-
-/// The config of the main job (`maxi explain` with no `--config`).
-pub fn default_config() -> PathBuf {
-    bundled_configs_dir().join("mnist_pp.toml")
+/// The config of the main job (`maxi explain` with no `--config`): the copy of
+/// `configs/mnist_pp.toml` that ships inside the binary, written out with the model it names.
+pub fn default_config() -> CliResult<PathBuf> {
+    let root = maxi::bundled::materialize().map_err(|e| CliError::runtime(e.to_string()))?;
+    Ok(root.join(maxi::bundled::MAIN_JOB_CONFIG))
 }
 
 /// A model built through the registry.
@@ -42,19 +41,16 @@ pub fn run(args: &ExplainArgs) -> CliResult<()> {
     install_ctrl_c(stop.clone(), args.quiet);
 
     let bundled = args.config.is_none();
-    let config_path = args.config.clone().unwrap_or_else(default_config);
-    if bundled && !config_path.is_file() {
-        return Err(CliError::usage(format!(
-            "no --config given and the bundled main-job config {} is missing (it ships with the maxi source tree); pass --config FILE, --model MODEL and --input INPUT",
-            config_path.display()
-        )));
-    }
+    let config_path = match &args.config {
+        Some(p) => p.clone(),
+        None => default_config()?,
+    };
     let cfg = Config::load(&config_path)?;
     let file = cfg.file.display().to_string();
     if bundled && !args.quiet {
         eprintln!(
-            "maxi: no --config given: running the main job from {} (copy that file to start your own)",
-            shown_path(&config_path)
+            "maxi: no --config given: running the main job, the bundled copy of {} (copy that file to start your own)",
+            maxi::bundled::MAIN_JOB_CONFIG
         );
     }
 
@@ -103,7 +99,7 @@ pub fn run(args: &ExplainArgs) -> CliResult<()> {
             ))
         }
     })?;
-    if e.stopped_early || stop.load(Ordering::SeqCst) {
+    if e.stopped_early() || stop.load(Ordering::SeqCst) {
         return Err(CliError::interrupted(format!(
             "interrupted at iteration {} of {}; nothing was written to {}",
             e.history.len(),
@@ -136,10 +132,10 @@ pub fn run(args: &ExplainArgs) -> CliResult<()> {
     );
     report.insert("verdict".into(), json!(outcome.verdict));
     report.insert("history".into(), json!(e.history));
-    report.insert("stopped_early".into(), json!(e.stopped_early));
+    report.insert("stopped_early".into(), json!(e.stopped_early()));
     report.insert("maxi_version".into(), json!(env!("CARGO_PKG_VERSION")));
 
-    let written = write_outputs(staging, args, &e, &x, &outcome, display, report, &stop)?;
+    let written = write_outputs(staging, args, &e, &x, display, report, &stop)?;
     if !args.quiet {
         let mut text = format!("{}\n", outcome.verdict);
         text.push_str(&format!(
@@ -150,19 +146,6 @@ pub fn run(args: &ExplainArgs) -> CliResult<()> {
         print_summary(&text, &args.out);
     }
     Ok(())
-}
-
-fn shown_path(p: &Path) -> String {
-    let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    match std::env::current_dir() {
-        Ok(cwd) => p
-            .strip_prefix(&cwd)
-            .map(Path::to_path_buf)
-            .unwrap_or(p)
-            .display()
-            .to_string(),
-        Err(_) => p.display().to_string(),
-    }
 }
 
 fn install_ctrl_c(stop: Arc<AtomicBool>, quiet: bool) {
@@ -250,36 +233,34 @@ fn load_model(cfg: &Config, args: &ExplainArgs) -> CliResult<LoadedModel> {
         )));
     }
     let backend = args.backend.as_ref().or(cfg.model.backend.as_ref());
-    let component = {
-        let registry = maxi::registry::global()?;
-        match backend {
-            Some(name) => registry.get(Kind::Model, name).map_err(|e| {
-                CliError::from_maxi_in(
-                    e,
-                    &format!(
-                        "from --backend or [model] backend in {file}; see `maxi list --kind model`"
-                    ),
-                )
-            })?,
-            None => {
-                let ext = path
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .unwrap_or_default()
-                    .to_string();
-                registry.model_for_extension(&ext).ok_or_else(|| {
-                    let names: Vec<String> = registry
-                        .components(Some(Kind::Model))
-                        .iter()
-                        .map(|c| c.name.clone())
-                        .collect();
-                    CliError::usage(format!(
-                        "no model backend opens `.{ext}` files like {} (backends: {}); pass --backend NAME or set [model] backend in {file}",
-                        path.display(),
-                        if names.is_empty() { "none".into() } else { names.join(", ") }
-                    ))
-                })?
-            }
+    let registry = maxi::registry::global()?;
+    let entry = match backend {
+        Some(name) => registry.get::<ModelKind>(name).map_err(|e| {
+            CliError::from_maxi_in(
+                e,
+                &format!(
+                    "from --backend or [model] backend in {file}; see `maxi list --kind model`"
+                ),
+            )
+        })?,
+        None => {
+            let ext = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or_default()
+                .to_string();
+            registry.model_for_extension(&ext).ok_or_else(|| {
+                let names: Vec<&str> = registry
+                    .metas(Some(maxi::Kind::Model))
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect();
+                CliError::usage(format!(
+                    "no model backend opens `.{ext}` files like {} (backends: {}); pass --backend NAME or set [model] backend in {file}",
+                    path.display(),
+                    if names.is_empty() { "none".into() } else { names.join(", ") }
+                ))
+            })?
         }
     };
     let mut kw: Map<String, Value> = cfg.model.kwargs.clone();
@@ -291,7 +272,7 @@ fn load_model(cfg: &Config, args: &ExplainArgs) -> CliResult<LoadedModel> {
         kw.insert("batch_size".into(), json!(n));
     }
     let kwargs = Kwargs::from_serialize(&kw)?.with_base_dir(&cfg.dir);
-    let parsed = component.parse_kwargs(&kwargs).map_err(|e| {
+    let prepared = entry.prepare(&kwargs).map_err(|e| {
         CliError::from_maxi_in(
             e,
             &format!(
@@ -299,23 +280,12 @@ fn load_model(cfg: &Config, args: &ExplainArgs) -> CliResult<LoadedModel> {
             ),
         )
     })?;
-    let model = match component.builder() {
-        Builder::Model(build, _) => build(
-            parsed.as_ref(),
-            &ModelContext {
-                base_dir: Some(&cfg.dir),
-            },
-        )?,
-        _ => {
-            return Err(CliError::runtime(format!(
-                "internal: `{}` is not a model backend",
-                component.name
-            )));
-        }
-    };
-    let mut config = ParsedKwargs::to_json(parsed.as_ref());
+    let model = prepared.build(&ModelContext {
+        base_dir: Some(&cfg.dir),
+    })?;
+    let mut config = prepared.kwargs_json();
     if let Value::Object(m) = &mut config {
-        m.insert("backend".into(), json!(component.name));
+        m.insert("backend".into(), json!(entry.meta.name));
     }
     Ok(LoadedModel { model, config })
 }
@@ -324,24 +294,14 @@ fn load_model(cfg: &Config, args: &ExplainArgs) -> CliResult<LoadedModel> {
 struct Outcome {
     report: Map<String, Value>,
     verdict: String,
-    /// `PN` explanations add δ to the input; the others replace it.
-    is_pn: bool,
-    /// The change each candidate stands for: `candidate − no_info_val` (PP), `candidate` (PN).
-    reference: f64,
 }
 
 fn summarise(e: &Explanation, x: &ArrayD<f64>, model: &dyn Model) -> CliResult<Outcome> {
-    let loss = e.config["loss"]["name"].as_str().unwrap_or("?").to_string();
-    let mode = e.config["loss"]["mode"].as_str().unwrap_or_default();
-    let is_pn = mode.starts_with("PN");
-    let reference = if is_pn {
-        0.0
-    } else {
-        e.config["loss"]["no_info_val"].as_f64().unwrap_or(0.0)
-    };
+    let d = &e.description;
     let last = e.last_record();
     let mut report = Map::new();
-    report.insert("loss".into(), json!(loss));
+    report.insert("loss".into(), json!(e.names.loss));
+    report.insert("explanation".into(), json!(d));
     report.insert("entries".into(), json!(x.len()));
     report.insert("iterations".into(), json!(e.history.len()));
     report.insert("attack_loss".into(), json!(last.map(|r| r.attack_loss)));
@@ -351,58 +311,54 @@ fn summarise(e: &Explanation, x: &ArrayD<f64>, model: &dyn Model) -> CliResult<O
     report.insert("loss_rows".into(), json!(e.loss_rows));
     report.insert("wall_s".into(), json!(e.wall_seconds));
     report.insert("model_s".into(), json!(e.model.seconds));
-    let unit = match render::layout(x.shape()) {
-        Some(l) if l.channels == 1 => "pixels",
-        _ => "entries",
-    };
-    let verdict = if loss == "cem" {
-        let s = summary::cem_summary(e, x.view(), model)?;
-        if let Value::Object(m) = serde_json::to_value(&s)
-            .map_err(|err| CliError::runtime(format!("internal: summary: {err}")))?
-        {
-            report.extend(m);
-        }
-        let (n, orig, cls) = (s.nonzero, s.original_class, s.explanation_class);
-        if is_pn {
-            let only_added = e
-                .final_candidate()
-                .is_some_and(|d| d.iter().all(|v| *v >= -NONZERO_THRESHOLD));
-            let verb = if only_added { "adding" } else { "changing" };
-            if cls != orig {
-                format!("PN: {verb} {n} {unit} turns class {orig} into {cls}")
+    let unit = e.unit.plural();
+    let label = &d.label;
+    let retry = "(try more iterations, a larger c or a smaller l1)";
+    let verdict = match d.shown {
+        Shown::Candidate | Shown::InputPlusCandidate => {
+            let s = summary::summarize(e, x.view(), model)?;
+            if let Value::Object(m) = serde_json::to_value(&s)
+                .map_err(|err| CliError::runtime(format!("internal: summary: {err}")))?
+            {
+                report.extend(m);
+            }
+            let (n, orig, cls) = (s.nonzero, s.original_class, s.explanation_class);
+            if d.shown == Shown::InputPlusCandidate {
+                let only_added = e
+                    .final_candidate()
+                    .is_some_and(|c| c.iter().all(|v| *v >= -NONZERO_THRESHOLD));
+                let verb = if only_added { "adding" } else { "changing" };
+                if cls != orig {
+                    format!("{label}: {verb} {n} {unit} turns class {orig} into {cls}")
+                } else {
+                    format!(
+                        "{label}: {verb} {n} {unit} leaves class {orig} unchanged — no {} found {retry}",
+                        d.name
+                    )
+                }
+            } else if cls == orig {
+                format!("{label}: {n} of {} {unit} keep class {orig}", x.len())
             } else {
                 format!(
-                    "PN: {verb} {n} {unit} leaves class {orig} unchanged — no pertinent negative found (try more iterations, a larger c or a smaller l1)"
+                    "{label}: {n} of {} {unit} are classified {cls}, not {orig} — no {} found {retry}",
+                    x.len(),
+                    d.name
                 )
             }
-        } else if cls == orig {
-            format!("PP: {n} of {} {unit} keep class {orig}", x.len())
-        } else {
+        }
+        Shown::Weights => {
+            if let Ok((c, _)) = predict_class(model, x.view()) {
+                report.insert("original_class".into(), json!(c));
+            }
             format!(
-                "PP: {n} of {} {unit} are classified {cls}, not {orig} — no pertinent positive found (try more iterations, a larger c or a smaller l1)",
-                x.len()
+                "{label}: {} updates, final loss {:.4}",
+                e.history.len(),
+                last.map_or(f64::NAN, |r| r.attack_loss)
             )
         }
-    } else {
-        if let Ok((c, _)) = predict_class(model, x.view()) {
-            report.insert("original_class".into(), json!(c));
-        }
-        format!(
-            "{loss}: {} updates, final attack loss {:.4}",
-            e.history.len(),
-            last.map_or(f64::NAN, |r| r.attack_loss)
-        )
     };
-    report.insert(
-        "mode".into(),
-        json!(if mode.is_empty() { None } else { Some(mode) }),
-    );
-    Ok(Outcome {
-        report,
-        verdict,
-        is_pn,
-        reference,
-    })
+    report.insert("mode".into(), json!(label));
+    Ok(Outcome { report, verdict })
 }
 
 /// The values drawn black and white: the PNG pixel range, else the loss's input range, else
@@ -416,10 +372,7 @@ fn display_range(
     if let Some(r) = pixel_range {
         return r;
     }
-    let from_loss = e.config["loss"]["input_range"]
-        .as_array()
-        .and_then(|a| Some([a.first()?.as_f64()?, a.get(1)?.as_f64()?]));
-    if let Some([lo, hi]) = from_loss
+    if let Some([lo, hi]) = e.description.input_range
         && lo < hi
     {
         return [lo, hi];
@@ -454,7 +407,6 @@ fn write_outputs(
     args: &ExplainArgs,
     e: &Explanation,
     x: &ArrayD<f64>,
-    outcome: &Outcome,
     [lo, hi]: [f64; 2],
     mut report: Map<String, Value>,
     stop: &AtomicBool,
@@ -463,17 +415,16 @@ fn write_outputs(
     let scale = lay.as_ref().map_or(1, render::display_scale);
     let width = hi - lo;
     let draw_value = |v: f64| (v - lo) / width;
-    let is_cem = e.config["loss"]["name"].as_str() == Some("cem");
+    let reference = e.description.no_info_val;
+    let is_input = e.description.shown != Shown::Weights;
     let change = |c: &ArrayD<f64>, l: &Layout| -> Vec<f64> {
-        render::hwc(c, l)
-            .iter()
-            .map(|v| v - outcome.reference)
-            .collect()
+        render::hwc(c, l).iter().map(|v| v - reference).collect()
     };
-    // CEM candidates are drawn as their change, stretched to be visible (the .npy files hold
-    // the values); other candidates as values in the display range.
+    // Candidates that are inputs are drawn as their change from the no-information value,
+    // stretched to be visible (the .npy files hold the values); weights as values in the
+    // display range.
     let draw_candidate = |c: &ArrayD<f64>, l: &Layout| {
-        if is_cem {
+        if is_input {
             render::change_picture(&change(c, l), l, scale)
         } else {
             render::picture(&render::hwc(c, l), l, scale, draw_value)
@@ -498,7 +449,7 @@ fn write_outputs(
             render::picture(&xs, l, scale, draw_value),
             draw_candidate(last, l),
         ];
-        if outcome.is_pn {
+        if e.description.shown == Shown::InputPlusCandidate {
             // x + δ as the model sees it, the added change in red
             let shown = render::hwc(&(x + last), l);
             panels.push(render::overlay(
@@ -510,7 +461,7 @@ fn write_outputs(
                 [255, 48, 48],
                 draw_value,
             ));
-        } else if is_cem {
+        } else if is_input {
             // the kept part in amber over the dimmed input
             panels.push(render::overlay(
                 &xs,

@@ -2,20 +2,18 @@
 
 use std::io::Write;
 
+use maxi::Kind;
+use maxi::registry::Meta;
 use maxi::serde_json::{self, Map, Value, json};
-use maxi::{Component, Kind};
 
 use crate::cli::ListArgs;
 use crate::error::{CliError, CliResult};
 
 /// Runs `maxi list`.
 pub fn run(args: &ListArgs) -> CliResult<()> {
-    let components = {
-        let registry = maxi::registry::global()?;
-        registry.components(args.kind)
-    };
-    let mut sorted = components;
-    sorted.sort_by(|a, b| (a.kind(), &a.name).cmp(&(b.kind(), &b.name)));
+    let registry = maxi::registry::global()?;
+    let mut sorted = registry.metas(args.kind);
+    sorted.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     let text = if args.json {
         let arr: Vec<Value> = sorted.iter().map(|c| component_json(c)).collect();
         let mut s = serde_json::to_string_pretty(&Value::Array(arr))
@@ -39,9 +37,9 @@ pub fn print_stdout(text: &str) -> CliResult<()> {
 }
 
 /// The JSON object of one component.
-pub fn component_json(c: &Component) -> Value {
+pub fn component_json(c: &Meta) -> Value {
     json!({
-        "kind": c.kind(),
+        "kind": c.kind,
         "name": c.name,
         "aliases": c.aliases,
         "doc": c.doc,
@@ -51,13 +49,13 @@ pub fn component_json(c: &Component) -> Value {
     })
 }
 
-fn human(components: &[std::sync::Arc<Component>], only: Option<Kind>) -> String {
+fn human(components: &[&Meta], only: Option<Kind>) -> String {
     let mut s = String::new();
     for kind in Kind::ALL {
         if only.is_some_and(|k| k != kind) {
             continue;
         }
-        let of_kind: Vec<_> = components.iter().filter(|c| c.kind() == kind).collect();
+        let of_kind: Vec<_> = components.iter().filter(|c| c.kind == kind).collect();
         s.push_str(&format!("{kind} ({})\n", of_kind.len()));
         if of_kind.is_empty() {
             s.push_str("  (none registered)\n");

@@ -8,59 +8,20 @@ use ndarray::{ArrayD, ArrayViewD};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::error::{Kind, MaxiError, Result};
-use crate::gradient::Gradient;
+use crate::error::{MaxiError, Result};
+use crate::executor::{
+    Executor, History, Names, Observer, Savepoints, Schedule, StepRecord, StopReason,
+};
 use crate::kwargs::{Kwargs, ModelResolver};
+use crate::loss::Description;
 use crate::model::{CountingModel, Model, ModelStats};
 use crate::problem::Problem;
 use crate::registry::{
-    Builder, Component, GradientContext, LossContext, OptimizerContext, ParsedKwargs, Registry,
+    GradientContext, GradientKind, InRegistry, LossContext, LossKind, OptimizerContext,
+    OptimizerKind, Prepared, Registry,
 };
 use crate::rng::rng_from_seed;
-
-/// The record of one optimiser update.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct StepRecord {
-    /// 1-based update number.
-    pub iteration: usize,
-    /// `L(y)`: the loss at the new iterate.
-    pub attack_loss: f64,
-    /// `‖y‖₁` of the new iterate.
-    pub l1_norm: f64,
-    /// `‖y‖₂²` of the new iterate.
-    pub l2_norm_sq: f64,
-    /// `L(y) + l1·‖y‖₁ + (l2/2)·‖y‖₂²` with the optimiser's weights.
-    pub objective: f64,
-    /// Model rows used so far (cumulative, after this update).
-    pub model_rows: u64,
-    /// Model calls made so far (cumulative, after this update).
-    pub model_calls: u64,
-}
-
-/// What a run is about to do, given to observers first.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunInfo {
-    /// Updates to perform.
-    pub num_iter: usize,
-    /// Item shape.
-    pub shape: Vec<usize>,
-    /// Seed of the run's generator.
-    pub seed: u64,
-}
-
-/// A hook into a run: logging, progress, savepoint writers, early stopping.
-pub trait Observer: Send + Sync {
-    /// Called once before the first update.
-    fn on_start(&self, _info: &RunInfo) {}
-    /// Called once per update with its record.
-    fn on_step(&self, _record: &StepRecord) {}
-    /// Called for each savepoint with the candidate (shaped like the input).
-    fn on_savepoint(&self, _iteration: usize, _candidate: ArrayViewD<'_, f64>) {}
-    /// Asked after every update; `true` ends the run early (e.g. on Ctrl-C).
-    fn should_stop(&self) -> bool {
-        false
-    }
-}
+use crate::space::{Identity, Unit, VariableSpace};
 
 /// The result of a run.
 #[derive(Debug, Clone, Serialize)]
@@ -70,6 +31,12 @@ pub struct Explanation {
     pub savepoints: BTreeMap<usize, ArrayD<f64>>,
     /// One record per update.
     pub history: Vec<StepRecord>,
+    /// What the explanation is (from the loss).
+    pub description: Description,
+    /// The canonical names of the loss, gradient method and optimiser.
+    pub names: Names,
+    /// What one variable entry stands for.
+    pub unit: Unit,
     /// Usage of the explained model.
     pub model: ModelStats,
     /// Loss rows evaluated (a loss may call several models per row).
@@ -82,8 +49,8 @@ pub struct Explanation {
     pub config: Value,
     /// Metadata given to the generator.
     pub metadata: Map<String, Value>,
-    /// True when an observer stopped the run before `num_iter` updates.
-    pub stopped_early: bool,
+    /// Why the run ended.
+    pub stop: StopReason,
 }
 
 impl Explanation {
@@ -96,29 +63,34 @@ impl Explanation {
     pub fn last_record(&self) -> Option<&StepRecord> {
         self.history.last()
     }
+
+    /// True when an observer stopped the run before `num_iter` updates.
+    pub fn stopped_early(&self) -> bool {
+        self.stop != StopReason::Completed
+    }
 }
 
-struct Prepared {
-    component: Arc<Component>,
-    kwargs: Arc<dyn ParsedKwargs>,
+/// A component chosen by name, with checked kwargs, ready to be built for each run.
+struct Chosen<K: InRegistry> {
+    name: String,
+    prepared: Arc<dyn Prepared<K>>,
     resolver: ModelResolver,
 }
 
-impl Prepared {
-    fn new(registry: &Registry, kind: Kind, name: &str, kwargs: &Kwargs) -> Result<Self> {
-        let component = registry.get(kind, name)?;
-        let parsed = component.parse_kwargs(kwargs)?;
-        Ok(Prepared {
-            component,
-            kwargs: Arc::from(parsed),
+impl<K: InRegistry> Chosen<K> {
+    fn new(registry: &Registry, name: &str, kwargs: &Kwargs) -> Result<Self> {
+        let entry = registry.get::<K>(name)?;
+        Ok(Chosen {
+            name: entry.meta.name.clone(),
+            prepared: entry.prepare(kwargs)?,
             resolver: kwargs.resolver(),
         })
     }
 
     fn config(&self) -> Value {
-        let mut v = self.kwargs.to_json();
+        let mut v = self.prepared.kwargs_json();
         if let Value::Object(m) = &mut v {
-            m.insert("name".into(), Value::String(self.component.name.clone()));
+            m.insert("name".into(), Value::String(self.name.clone()));
         }
         v
     }
@@ -134,7 +106,7 @@ pub struct GeneratorBuilder {
     seed: u64,
     observers: Vec<Arc<dyn Observer>>,
     metadata: Map<String, Value>,
-    registry: Option<Registry>,
+    registry: Option<Arc<Registry>>,
 }
 
 impl GeneratorBuilder {
@@ -182,8 +154,8 @@ impl GeneratorBuilder {
         self
     }
     /// Uses this registry instead of the process-wide one.
-    pub fn registry(mut self, registry: Registry) -> Self {
-        self.registry = Some(registry);
+    pub fn registry(mut self, registry: impl Into<Arc<Registry>>) -> Self {
+        self.registry = Some(registry.into());
         self
     }
 
@@ -202,13 +174,9 @@ impl GeneratorBuilder {
                     .into(),
             });
         }
-        let global;
-        let registry: &Registry = match &self.registry {
+        let registry = match self.registry {
             Some(r) => r,
-            None => {
-                global = crate::registry::global()?;
-                &global
-            }
+            None => crate::registry::global()?,
         };
         let missing = |what: &str| MaxiError::InvalidSetting {
             name: what.into(),
@@ -220,15 +188,14 @@ impl GeneratorBuilder {
             .as_ref()
             .ok_or_else(|| missing("optimizer"))?;
         let (gn, gk) = self.gradient.as_ref().ok_or_else(|| missing("gradient"))?;
-        let loss = Prepared::new(registry, Kind::Loss, ln, lk)?;
-        let optimizer = Prepared::new(registry, Kind::Optimizer, on, ok)?;
-        let gradient = Prepared::new(registry, Kind::Gradient, gn, gk)?;
         Ok(ExplanationGenerator {
-            loss,
-            optimizer,
-            gradient,
-            num_iter: self.num_iter,
-            save_freq: self.save_freq,
+            loss: Chosen::new(&registry, ln, lk)?,
+            optimizer: Chosen::new(&registry, on, ok)?,
+            gradient: Chosen::new(&registry, gn, gk)?,
+            schedule: Schedule {
+                num_iter: self.num_iter,
+                every: self.save_freq,
+            },
             seed: self.seed,
             observers: self.observers,
             metadata: self.metadata,
@@ -239,11 +206,10 @@ impl GeneratorBuilder {
 /// Builds a loss, a gradient method and an optimiser from names and kwargs, and runs the
 /// optimisation on an input. Reusable: runs share no state.
 pub struct ExplanationGenerator {
-    loss: Prepared,
-    optimizer: Prepared,
-    gradient: Prepared,
-    num_iter: usize,
-    save_freq: Option<usize>,
+    loss: Chosen<LossKind>,
+    optimizer: Chosen<OptimizerKind>,
+    gradient: Chosen<GradientKind>,
+    schedule: Schedule,
     seed: u64,
     observers: Vec<Arc<dyn Observer>>,
     metadata: Map<String, Value>,
@@ -255,32 +221,46 @@ impl std::fmt::Debug for ExplanationGenerator {
     }
 }
 
-/// Passes gradient calls through and notes whether one failed, so that an error is attributed
-/// to the gradient method rather than to the optimiser that called it.
-struct Tagged<'a> {
-    inner: &'a mut dyn Gradient,
-    failed: bool,
-}
-
-impl Gradient for Tagged<'_> {
-    fn gradient(
-        &mut self,
-        problem: &Problem,
-        y: ArrayViewD<'_, f64>,
-        rng: &mut crate::rng::MaxiRng,
-    ) -> Result<ArrayD<f64>> {
-        let r = self.inner.gradient(problem, y, rng);
-        self.failed |= r.is_err();
-        r
+/// Checks that the input is non-empty, finite and of the model's shape.
+fn check_input(x: ArrayViewD<'_, f64>, model: &dyn Model) -> Result<()> {
+    if x.is_empty() {
+        return Err(MaxiError::input("x", "the input has no entries"));
     }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return Err(MaxiError::input(
+            "x",
+            format!(
+                "entry {i} (flat index) is {}; inputs must be finite",
+                x.iter().nth(i).copied().unwrap_or(f64::NAN)
+            ),
+        ));
+    }
+    if let Some(expected) = model.input_shape()
+        && expected != x.shape()
+    {
+        return Err(MaxiError::input(
+            "x",
+            format!(
+                "shape {:?} does not match the model's input shape {:?}",
+                x.shape(),
+                expected
+            ),
+        ));
+    }
+    Ok(())
 }
 
-fn l1(y: &ArrayD<f64>) -> f64 {
-    y.iter().map(|v| v.abs()).sum()
-}
-
-fn l2sq(y: &ArrayD<f64>) -> f64 {
-    y.iter().map(|v| v * v).sum()
+fn check_variable_shape(what: &str, got: &[usize], space: &dyn VariableSpace) -> Result<()> {
+    if got != space.shape() {
+        return Err(MaxiError::input(
+            what,
+            format!(
+                "shape {got:?} differs from the variable's {:?}",
+                space.shape()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl ExplanationGenerator {
@@ -302,11 +282,24 @@ impl ExplanationGenerator {
     /// The resolved configuration: names, every kwarg with defaults, and the settings.
     pub fn config(&self) -> Value {
         json!({
-            "generator": {"num_iter": self.num_iter, "save_freq": self.save_freq, "seed": self.seed},
+            "generator": {
+                "num_iter": self.schedule.num_iter,
+                "save_freq": self.schedule.every,
+                "seed": self.seed,
+            },
             "loss": self.loss.config(),
             "optimizer": self.optimizer.config(),
             "gradient": self.gradient.config(),
         })
+    }
+
+    /// The canonical names of the chosen components.
+    pub fn names(&self) -> Names {
+        Names {
+            loss: self.loss.name.clone(),
+            gradient: self.gradient.name.clone(),
+            optimizer: self.optimizer.name.clone(),
+        }
     }
 
     /// The seed used by runs.
@@ -314,236 +307,63 @@ impl ExplanationGenerator {
         self.seed
     }
 
-    fn is_savepoint(&self, t: usize) -> bool {
-        t == 1 || t == self.num_iter || self.save_freq.is_some_and(|f| t.is_multiple_of(f))
-    }
-
     /// Explains `model`'s output on `x` (one item, no batch axis).
     pub fn run(&self, x: ArrayViewD<'_, f64>, model: Arc<dyn Model>) -> Result<Explanation> {
         let started = Instant::now();
-        if x.is_empty() {
-            return Err(MaxiError::input("x", "the input has no entries"));
-        }
-        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-            return Err(MaxiError::input(
-                "x",
-                format!(
-                    "entry {i} (flat index) is {}; inputs must be finite",
-                    x.iter().nth(i).copied().unwrap_or(f64::NAN)
-                ),
-            ));
-        }
-        if let Some(expected) = model.input_shape()
-            && expected != x.shape()
-        {
-            return Err(MaxiError::input(
-                "x",
-                format!(
-                    "shape {:?} does not match the model's input shape {:?}",
-                    x.shape(),
-                    expected
-                ),
-            ));
-        }
-        let shape = x.shape().to_vec();
+        check_input(x.view(), model.as_ref())?;
         let counting = Arc::new(CountingModel::new(model));
-        let mut rng = rng_from_seed(self.seed);
-
-        let loss = match self.loss.component.builder() {
-            Builder::Loss(b) => b(
-                self.loss.kwargs.as_ref(),
-                &LossContext {
-                    x: x.view(),
-                    model: counting.clone(),
-                    models: &self.loss.resolver,
-                },
-            )?,
-            _ => {
-                return Err(MaxiError::Other(
-                    "internal: loss builder of wrong kind".into(),
-                ));
-            }
-        };
+        let space: Arc<dyn VariableSpace> = Arc::new(Identity::new(x.shape()));
+        let loss = self.loss.prepared.build(&LossContext {
+            x: x.view(),
+            model: counting.clone(),
+            models: &self.loss.resolver,
+            space: space.clone(),
+        })?;
         let bounds = loss.bounds().clone();
-        if bounds.lower().shape() != shape.as_slice() {
-            return Err(MaxiError::input(
-                "bounds",
-                format!(
-                    "shape {:?} differs from the input's {:?}",
-                    bounds.lower().shape(),
-                    shape
-                ),
-            ));
-        }
+        check_variable_shape("bounds", bounds.lower().shape(), space.as_ref())?;
         let start = loss.start();
-        if start.shape() != shape.as_slice() {
-            return Err(MaxiError::input(
-                "start point",
-                format!(
-                    "shape {:?} differs from the input's {:?}",
-                    start.shape(),
-                    shape
-                ),
-            ));
-        }
-        let mut gradient = match self.gradient.component.builder() {
-            Builder::Gradient(b) => b(
-                self.gradient.kwargs.as_ref(),
-                &GradientContext { shape: &shape },
-            )?,
-            _ => {
-                return Err(MaxiError::Other(
-                    "internal: gradient builder of wrong kind".into(),
-                ));
-            }
-        };
-        let mut optimizer = match self.optimizer.component.builder() {
-            Builder::Optimizer(b) => b(
-                self.optimizer.kwargs.as_ref(),
-                &OptimizerContext {
-                    start: start.view(),
-                    bounds: &bounds,
-                },
-            )?,
-            _ => {
-                return Err(MaxiError::Other(
-                    "internal: optimizer builder of wrong kind".into(),
-                ));
-            }
-        };
-        let reg = optimizer.regularization();
-        let problem = Problem::new(loss, shape.clone());
+        check_variable_shape("start point", start.shape(), space.as_ref())?;
+        let description = loss.describe();
+        let mut gradient = self.gradient.prepared.build(&GradientContext {
+            shape: space.shape(),
+        })?;
+        let mut optimizer = self.optimizer.prepared.build(&OptimizerContext {
+            start: start.view(),
+            bounds: &bounds,
+        })?;
+        let problem = Problem::new(loss, space.clone());
 
-        let info = RunInfo {
-            num_iter: self.num_iter,
-            shape: shape.clone(),
-            seed: self.seed,
-        };
+        let history = Arc::new(History::default());
+        let savepoints = Arc::new(Savepoints::default());
+        let mut executor = Executor::new(
+            &problem,
+            &counting,
+            gradient.as_mut(),
+            optimizer.as_mut(),
+            self.schedule,
+        )
+        .names(self.names())
+        .seed(self.seed)
+        .observer(history.clone())
+        .observer(savepoints.clone());
         for o in &self.observers {
-            o.on_start(&info);
+            executor = executor.observer(o.clone());
         }
-
-        let mut savepoints = BTreeMap::new();
-        let mut history = Vec::with_capacity(self.num_iter);
-        // (iteration, iterate, cumulative model stats) whose loss value is still to be found.
-        let mut pending: Option<(usize, ArrayD<f64>, ModelStats)> = None;
-        let mut stopped_early = false;
-        let runtime = |kind: Kind, name: &str, t: usize, e: MaxiError| -> MaxiError {
-            if e.is_usage() {
-                return e;
-            }
-            let (kind, name) = match &e {
-                MaxiError::ModelRun { model, .. } => (Kind::Model, model.clone()),
-                _ => (kind, name.to_string()),
-            };
-            let message = match e {
-                MaxiError::ModelRun { message, .. } => message,
-                other => other.to_string(),
-            };
-            MaxiError::Runtime {
-                kind,
-                component: name,
-                iteration: t,
-                message,
-            }
-        };
-        let record = |t: usize, y: &ArrayD<f64>, stats: ModelStats, value: f64| {
-            let (a, b) = (l1(y), l2sq(y));
-            StepRecord {
-                iteration: t,
-                attack_loss: value,
-                l1_norm: a,
-                l2_norm_sq: b,
-                objective: value + reg.l1 * a + 0.5 * reg.l2 * b,
-                model_rows: stats.rows,
-                model_calls: stats.calls,
-            }
-        };
-        let mut last_t = 0;
-        for t in 1..=self.num_iter {
-            let mut tagged = Tagged {
-                inner: gradient.as_mut(),
-                failed: false,
-            };
-            let y = optimizer
-                .step(&problem, &mut tagged, &mut rng)
-                .map_err(|e| {
-                    if tagged.failed {
-                        runtime(Kind::Gradient, &self.gradient.component.name, t, e)
-                    } else {
-                        runtime(Kind::Optimizer, &self.optimizer.component.name, t, e)
-                    }
-                })?;
-            if y.shape() != shape.as_slice() {
-                return Err(runtime(
-                    Kind::Optimizer,
-                    &self.optimizer.component.name,
-                    t,
-                    MaxiError::Other(format!(
-                        "returned shape {:?}, expected {:?}",
-                        y.shape(),
-                        shape
-                    )),
-                ));
-            }
-            if y.iter().any(|v| !v.is_finite()) {
-                return Err(runtime(
-                    Kind::Optimizer,
-                    &self.optimizer.component.name,
-                    t,
-                    MaxiError::Other("returned a non-finite iterate".into()),
-                ));
-            }
-            let stats = counting.stats();
-            if let Some((pt, py, pstats)) = pending.take() {
-                let v = problem
-                    .eval(py.view())
-                    .map_err(|e| runtime(Kind::Loss, &self.loss.component.name, pt, e))?;
-                let r = record(pt, &py, pstats, v);
-                self.observers.iter().for_each(|o| o.on_step(&r));
-                history.push(r);
-            }
-            if self.is_savepoint(t) {
-                let c = problem.loss().candidate(y.view());
-                self.observers
-                    .iter()
-                    .for_each(|o| o.on_savepoint(t, c.view()));
-                savepoints.insert(t, c);
-            }
-            pending = Some((t, y, stats));
-            last_t = t;
-            if t < self.num_iter && self.observers.iter().any(|o| o.should_stop()) {
-                stopped_early = true;
-                break;
-            }
-        }
-        if let Some((pt, py, _)) = pending.take() {
-            if let std::collections::btree_map::Entry::Vacant(slot) = savepoints.entry(pt) {
-                // an early stop: the last iterate is always a savepoint
-                let c = problem.loss().candidate(py.view());
-                self.observers
-                    .iter()
-                    .for_each(|o| o.on_savepoint(pt, c.view()));
-                slot.insert(c);
-            }
-            let v = problem
-                .eval(py.view())
-                .map_err(|e| runtime(Kind::Loss, &self.loss.component.name, pt, e))?;
-            let r = record(pt, &py, counting.stats(), v);
-            self.observers.iter().for_each(|o| o.on_step(&r));
-            history.push(r);
-        }
-        debug_assert_eq!(history.len(), last_t);
+        let mut rng = rng_from_seed(self.seed);
+        let finished = executor.run(&mut rng)?;
         Ok(Explanation {
-            savepoints,
-            history,
+            savepoints: savepoints.take(),
+            history: history.take(),
+            description,
+            names: self.names(),
+            unit: space.unit(),
             model: counting.stats(),
             loss_rows: problem.loss_rows(),
             wall_seconds: started.elapsed().as_secs_f64(),
             seed: self.seed,
             config: self.config(),
             metadata: self.metadata.clone(),
-            stopped_early,
+            stop: finished.stop,
         })
     }
 }

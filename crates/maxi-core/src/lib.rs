@@ -1,9 +1,13 @@
 //! Core of maxi: the contracts every component implements ([`Model`], [`Loss`], [`Gradient`],
-//! [`Optimizer`]), the registry that finds components by name, and the
-//! [`ExplanationGenerator`] that runs a pipeline.
+//! [`Optimizer`]), the variable space between optimiser and model, the typed registry that finds
+//! components by name, the [`Executor`] that runs one optimisation and the
+//! [`ExplanationGenerator`] that builds a pipeline from names and runs it.
+//!
+//! See `docs/architecture.md` in the repository for how the pieces fit together.
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod executor;
 pub mod generator;
 pub mod gradient;
 pub mod kwargs;
@@ -13,22 +17,25 @@ pub mod optimizer;
 pub mod problem;
 pub mod registry;
 pub mod rng;
+pub mod space;
+pub mod spec;
 
 pub use error::{Kind, MaxiError, Result};
-pub use generator::{
-    Explanation, ExplanationGenerator, GeneratorBuilder, Observer, RunInfo, StepRecord,
-};
-pub use gradient::Gradient;
+pub use executor::{Executor, Observer, RunInfo, Schedule, StepRecord, StopReason, step_once};
+pub use generator::{Explanation, ExplanationGenerator, GeneratorBuilder};
+pub use gradient::{Estimate, Gradient, Request};
 pub use kwargs::{Kwargs, ModelRef, ModelResolver};
-pub use loss::{Bounds, Loss};
+pub use loss::{Assessed, Bounds, Description, Evaluation, Loss, Shown};
 pub use model::{CountingModel, FnModel, Model, ModelStats, model_fn, predict_class};
 pub use optimizer::{Optimizer, Regularization};
 pub use problem::Problem;
 pub use registry::{
-    Component, GradientContext, GradientFactory, KwargProblem, KwargsSpec, LossContext,
-    LossFactory, ModelContext, ModelFactory, OptimizerContext, OptimizerFactory, Registry,
+    Factory, GradientContext, GradientKind, LossContext, LossKind, ModelContext, ModelKind,
+    OptimizerContext, OptimizerKind, Registry,
 };
 pub use rng::{MaxiRng, rng_from_seed};
+pub use space::{Identity, Unit, VariableSpace};
+pub use spec::{KwargProblem, KwargsSpec, Valid};
 
 #[doc(hidden)]
 pub use inventory;

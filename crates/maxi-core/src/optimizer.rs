@@ -1,31 +1,35 @@
 //! The optimiser contract.
 
-use ndarray::ArrayD;
+use ndarray::ArrayViewD;
 
 use crate::error::Result;
-use crate::gradient::Gradient;
-use crate::problem::Problem;
-use crate::rng::MaxiRng;
 
 /// Regularisation weights the optimiser applies: the objective is
-/// `L(y) + l1·‖y‖₁ + (l2/2)·‖y‖₂²`.
+/// `L(v) + l1·‖v‖₁ + (l2/2)·‖v‖₂²`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Regularization {
-    /// Weight of `‖y‖₁`.
+    /// Weight of `‖v‖₁`.
     pub l1: f64,
-    /// Weight of `(1/2)‖y‖₂²`.
+    /// Weight of `(1/2)‖v‖₂²`.
     pub l2: f64,
 }
 
-/// An iterative optimiser: one call to `step` is one update.
+/// An iterative first-order optimiser, driven by an executor: one update takes one gradient.
+///
+/// The executor asks for [`query`](Optimizer::query), has the gradient there computed, hands it
+/// to [`update`](Optimizer::update), and reports [`iterate`](Optimizer::iterate) as the
+/// candidate. The optimiser never calls the model itself, so counting, budgets and
+/// parallelism stay with the executor.
 pub trait Optimizer: Send {
-    /// Performs one update and returns the new iterate (shaped like the start point).
-    fn step(
-        &mut self,
-        problem: &Problem,
-        gradient: &mut dyn Gradient,
-        rng: &mut MaxiRng,
-    ) -> Result<ArrayD<f64>>;
+    /// The point at which the next gradient is needed (shaped like the variable).
+    fn query(&self) -> ArrayViewD<'_, f64>;
+
+    /// One update with the gradient at [`query`](Optimizer::query) (shape and finiteness are
+    /// checked by the caller).
+    fn update(&mut self, gradient: ArrayViewD<'_, f64>) -> Result<()>;
+
+    /// The current iterate, reported as the candidate (before the first update: the start).
+    fn iterate(&self) -> ArrayViewD<'_, f64>;
 
     /// The regularisation used for the objective in the step record.
     fn regularization(&self) -> Regularization {

@@ -1,40 +1,51 @@
-//! The problem an optimiser works on: a loss plus evaluation bookkeeping.
+//! The problem gradients and optimisers work on: a loss over a variable space, with checked,
+//! counted batch evaluations.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
+use std::sync::Arc;
 
 use ndarray::{Array1, ArrayD, ArrayViewD, ArrayViewMutD, Axis};
 
 use crate::error::{MaxiError, Result};
-use crate::loss::{Bounds, Loss};
+use crate::loss::{Assessed, Bounds, Evaluation, Loss};
+use crate::space::{Identity, VariableSpace};
 
-/// A loss as seen by gradients and optimisers: validated, counted batch evaluations, and a
-/// one-point memo so that the value at a gradient's base point is reused for the step record.
+/// A loss as seen by gradients and optimisers: its variable space and checked, counted batch
+/// evaluations.
 pub struct Problem {
     loss: Box<dyn Loss>,
-    shape: Vec<usize>,
+    space: Arc<dyn VariableSpace>,
     rows: Cell<u64>,
-    memo: RefCell<Option<(ArrayD<f64>, f64)>>,
 }
 
 impl Problem {
-    /// Wraps `loss` for variables of the given item shape.
-    pub fn new(loss: Box<dyn Loss>, shape: Vec<usize>) -> Self {
+    /// Wraps `loss` over `space`.
+    pub fn new(loss: Box<dyn Loss>, space: Arc<dyn VariableSpace>) -> Self {
         Problem {
             loss,
-            shape,
+            space,
             rows: Cell::new(0),
-            memo: RefCell::new(None),
         }
     }
 
-    /// Item shape of the variable.
-    pub fn shape(&self) -> &[usize] {
-        &self.shape
+    /// Wraps `loss` over the identity space of variables shaped `shape`.
+    pub fn identity(loss: Box<dyn Loss>, shape: &[usize]) -> Self {
+        Self::new(loss, Arc::new(Identity::new(shape)))
     }
 
-    /// Number of entries of one item (`d`).
+    /// Shape of the variable.
+    pub fn shape(&self) -> &[usize] {
+        self.space.shape()
+    }
+
+    /// Number of entries of the variable (`d`).
     pub fn dim(&self) -> usize {
-        self.shape.iter().product()
+        self.shape().iter().product()
+    }
+
+    /// The variable space.
+    pub fn space(&self) -> &Arc<dyn VariableSpace> {
+        &self.space
     }
 
     /// The loss's box.
@@ -52,12 +63,13 @@ impl Problem {
         self.rows.get()
     }
 
-    /// Loss values of a batch `[B, ...item]`, checked for length and finiteness.
+    /// Loss values of a batch `[B, ...shape]`, checked for length and finiteness.
     pub fn eval_batch(&self, batch: ArrayViewD<'_, f64>) -> Result<Array1<f64>> {
         self.check_shape(batch.shape())?;
         let b = batch.shape()[0];
         let values = self.loss.eval_batch(batch)?;
-        self.checked(b, values)
+        self.checked(b, Evaluation::values(values))
+            .map(|e| e.values)
     }
 
     /// [`Problem::eval_batch`] on a batch the caller no longer needs: the loss may overwrite
@@ -66,94 +78,82 @@ impl Problem {
         self.check_shape(batch.shape())?;
         let b = batch.shape()[0];
         let values = self.loss.eval_batch_mut(batch)?;
-        self.checked(b, values)
+        self.checked(b, Evaluation::values(values))
+            .map(|e| e.values)
+    }
+
+    /// Values and verdicts of a batch the caller no longer needs (see
+    /// [`Loss::assess_batch_mut`]), checked for length and finiteness.
+    pub fn assess_batch_mut(&self, batch: ArrayViewMutD<'_, f64>) -> Result<Evaluation> {
+        self.check_shape(batch.shape())?;
+        let b = batch.shape()[0];
+        let e = self.loss.assess_batch_mut(batch)?;
+        self.checked(b, e)
+    }
+
+    /// The loss at `base` and at every row of `others` (`[q, ...shape]`), in one batched
+    /// evaluation: the base's value and verdict, and the others' values.
+    pub fn eval_with_base(
+        &self,
+        base: ArrayViewD<'_, f64>,
+        others: ArrayViewD<'_, f64>,
+    ) -> Result<(Assessed, Array1<f64>)> {
+        let mut all = ndarray::concatenate(Axis(0), &[base.insert_axis(Axis(0)), others.view()])
+            .map_err(|e| MaxiError::Other(format!("cannot stack base and perturbations: {e}")))?;
+        let e = self.assess_batch_mut(all.view_mut())?;
+        let base_value = e.at(0);
+        Ok((base_value, e.values.slice(ndarray::s![1..]).to_owned()))
+    }
+
+    /// Loss value and verdict at one point (one row).
+    pub fn assess(&self, v: ArrayViewD<'_, f64>) -> Result<Assessed> {
+        let mut row = v.insert_axis(Axis(0)).to_owned();
+        Ok(self.assess_batch_mut(row.view_mut())?.at(0))
+    }
+
+    /// Loss value at one point (one row).
+    pub fn eval(&self, v: ArrayViewD<'_, f64>) -> Result<f64> {
+        Ok(self.eval_batch(v.insert_axis(Axis(0)))?[0])
+    }
+
+    /// The loss's exact gradient, if it has one.
+    pub fn analytic_gradient(&self, v: ArrayViewD<'_, f64>) -> Option<Result<ArrayD<f64>>> {
+        self.loss.gradient(v)
     }
 
     fn check_shape(&self, shape: &[usize]) -> Result<()> {
-        if shape.len() != self.shape.len() + 1 || shape[1..] != self.shape[..] {
+        let item = self.shape();
+        if shape.len() != item.len() + 1 || shape[1..] != item[..] {
             return Err(MaxiError::Other(format!(
-                "loss evaluated on shape {shape:?}; expected [B, {:?}]",
-                self.shape
+                "loss evaluated on shape {shape:?}; expected [B, {item:?}]"
             )));
         }
         Ok(())
     }
 
     /// Counts the rows and checks the loss's answer for a batch of `b` rows.
-    fn checked(&self, b: usize, values: Array1<f64>) -> Result<Array1<f64>> {
+    fn checked(&self, b: usize, e: Evaluation) -> Result<Evaluation> {
         self.rows.set(self.rows.get() + b as u64);
-        if values.len() != b {
+        if e.values.len() != b {
             return Err(MaxiError::Other(format!(
                 "loss returned {} values for a batch of {b}",
-                values.len()
+                e.values.len()
             )));
         }
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        if let Some(valid) = &e.valid
+            && valid.len() != b
+        {
+            return Err(MaxiError::Other(format!(
+                "loss returned {} verdicts for a batch of {b}",
+                valid.len()
+            )));
+        }
+        if let Some(i) = e.values.iter().position(|v| !v.is_finite()) {
             return Err(MaxiError::Other(format!(
                 "loss value {} is not finite (row {i} of a batch of {b})",
-                values[i]
+                e.values[i]
             )));
         }
-        Ok(values)
-    }
-
-    /// Loss value at one point (from the memo when it holds that point).
-    pub fn eval(&self, y: ArrayViewD<'_, f64>) -> Result<f64> {
-        if let Some(v) = self.cached(y.view()) {
-            return Ok(v);
-        }
-        let v = self.eval_batch(y.view().insert_axis(Axis(0)))?[0];
-        self.remember(y, v);
-        Ok(v)
-    }
-
-    /// Loss at `base` and at every row of `others` (`[q, ...item]`) in one batched call.
-    pub fn eval_with_base(
-        &self,
-        base: ArrayViewD<'_, f64>,
-        others: ArrayViewD<'_, f64>,
-    ) -> Result<(f64, Array1<f64>)> {
-        let base_row = base.view().insert_axis(Axis(0));
-        let all = ndarray::concatenate(Axis(0), &[base_row, others.view()])
-            .map_err(|e| MaxiError::Other(format!("cannot stack base and perturbations: {e}")))?;
-        let values = self.eval_batch(all.view())?;
-        let base_value = values[0];
-        self.remember(base, base_value);
-        Ok((base_value, values.slice(ndarray::s![1..]).to_owned()))
-    }
-
-    /// Loss values of a batch whose first row is the base point of an estimate, on a batch
-    /// the caller no longer needs: the loss may overwrite it (see [`Loss::eval_batch_mut`]).
-    /// The base value is remembered for the step record (before the loss can overwrite the
-    /// row). Saves the copy that [`Problem::eval_with_base`] makes.
-    pub fn eval_with_base_row_mut(&self, batch: ArrayViewMutD<'_, f64>) -> Result<Array1<f64>> {
-        if batch.ndim() == 0 || batch.shape()[0] == 0 {
-            return Err(MaxiError::Other(
-                "eval_with_base_row_mut needs at least the base row".into(),
-            ));
-        }
-        let base = batch.index_axis(Axis(0), 0).to_owned();
-        let values = self.eval_batch_mut(batch)?;
-        *self.memo.borrow_mut() = Some((base, values[0]));
-        Ok(values)
-    }
-
-    /// Records the loss value at a point for later reuse.
-    pub fn remember(&self, y: ArrayViewD<'_, f64>, value: f64) {
-        *self.memo.borrow_mut() = Some((y.to_owned(), value));
-    }
-
-    /// The remembered value at exactly this point, if any.
-    pub fn cached(&self, y: ArrayViewD<'_, f64>) -> Option<f64> {
-        let memo = self.memo.borrow();
-        match memo.as_ref() {
-            Some((p, v)) if p.view() == y => Some(*v),
-            _ => None,
-        }
-    }
-
-    /// The loss's exact gradient, if it has one.
-    pub fn analytic_gradient(&self, y: ArrayViewD<'_, f64>) -> Option<Result<ArrayD<f64>>> {
-        self.loss.gradient(y)
+        Ok(e)
     }
 }

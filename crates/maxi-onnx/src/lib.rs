@@ -67,11 +67,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use maxi_core::model::{
+use maxi_core::{
+    Factory, KwargProblem, KwargsSpec, MaxiError, Model, ModelContext, ModelKind, Result, Valid,
+};
+use maxi_onnx_support::{
     assemble_batch, check_batch_shape, check_file_backend_kwargs, to_f32_row_major,
 };
-use maxi_core::registry::{KwargProblem, KwargsSpec, ModelContext, ModelFactory};
-use maxi_core::{MaxiError, Model, Result};
 use ndarray::{ArrayD, ArrayViewD};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -117,7 +118,7 @@ pub fn load(path: impl AsRef<Path>) -> Result<OnnxModel> {
 
 /// The number of worker threads used when none is given: the available cores.
 pub fn default_threads() -> usize {
-    maxi_core::model::default_threads()
+    maxi_onnx_support::default_threads()
 }
 
 fn load_error(path: &Path, message: impl Into<String>) -> MaxiError {
@@ -527,11 +528,10 @@ impl KwargsSpec for OnnxKwargs {
 /// The `onnx` model backend: builds an [`OnnxModel`] from [`OnnxKwargs`].
 pub struct OnnxFactory;
 
-impl ModelFactory for OnnxFactory {
+impl Factory<ModelKind> for OnnxFactory {
     type Kwargs = OnnxKwargs;
-    const EXTENSIONS: &'static [&'static str] = &["onnx"];
 
-    fn build(kwargs: &OnnxKwargs, ctx: &ModelContext<'_>) -> Result<Arc<dyn Model>> {
+    fn build(kwargs: &Valid<OnnxKwargs>, ctx: &ModelContext<'_>) -> Result<Arc<dyn Model>> {
         let path = ctx.resolve_path(&kwargs.path);
         let threads = kwargs.threads.unwrap_or_else(default_threads);
         Ok(Arc::new(OnnxModel::with_options(
@@ -546,6 +546,7 @@ maxi_core::register_model!(
     OnnxFactory,
     "onnx",
     aliases = ["tract"],
+    extensions = ["onnx"],
     doc = "ONNX model run with tract-onnx (pure Rust): one input [batch, ...item] of float32, \
            first output returned; rows run in parallel on `threads` workers"
 );

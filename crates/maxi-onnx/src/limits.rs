@@ -12,7 +12,7 @@
 //!   to `batch_size` rows, the bundled CNN peaks at ≈ 0.8 GB RSS with 1024 rows (≈ 3 GB with
 //!   4096, ≈ 0.2 GB with 256; row by row, the default and fastest: 40 MB).
 
-use maxi_core::registry::KwargProblem;
+use maxi_core::KwargProblem;
 
 /// Most worker threads a backend starts.
 pub const MAX_THREADS: usize = 256;

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use maxi_core::registry::{Builder, ModelContext};
-use maxi_core::{Kind, Kwargs, MaxiError, Model};
+use maxi_core::registry::ModelContext;
+use maxi_core::{Kwargs, MaxiError, Model};
 use maxi_onnx::OnnxModel;
 use ndarray::{ArrayD, Axis, IxDyn, concatenate};
 use prost::Message;
@@ -446,15 +446,11 @@ fn build_from_registry(
     base_dir: Option<&Path>,
 ) -> maxi_core::Result<std::sync::Arc<dyn Model>> {
     let registry = maxi_core::registry::global()?;
-    let component = registry.get(Kind::Model, name)?;
-    let parsed = component.parse_kwargs(&kwargs)?;
-    match component.builder() {
-        Builder::Model(build, exts) => {
-            assert_eq!(exts, &["onnx".to_string()]);
-            build(parsed.as_ref(), &ModelContext { base_dir })
-        }
-        _ => panic!("not a model backend"),
-    }
+    let component = registry.get::<maxi_core::ModelKind>(name)?;
+    assert_eq!(component.meta.extensions, ["onnx".to_string()]);
+    component
+        .prepare(&kwargs)?
+        .build(&ModelContext { base_dir })
 }
 
 #[test]

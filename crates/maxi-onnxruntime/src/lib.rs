@@ -98,9 +98,8 @@ mod model;
 
 use std::sync::Arc;
 
-use maxi_core::model::check_file_backend_kwargs;
-use maxi_core::registry::{KwargProblem, KwargsSpec, ModelContext, ModelFactory};
-use maxi_core::{Model, Result};
+use maxi_core::{Factory, KwargProblem, KwargsSpec, Model, ModelContext, ModelKind, Result, Valid};
+use maxi_onnx_support::check_file_backend_kwargs;
 use serde::{Deserialize, Serialize};
 
 pub use chunking::{Chunking, FALLBACK_BATCH_SIZE, MAX_ROWS_PER_CALL};
@@ -113,7 +112,7 @@ pub use model::OrtModel;
 
 /// The number of sessions (and worker threads) used when none is given: the available cores.
 pub fn default_threads() -> usize {
-    maxi_core::model::default_threads()
+    maxi_onnx_support::default_threads()
 }
 
 /// Kwargs of the `onnxruntime` model backend.
@@ -153,12 +152,12 @@ impl KwargsSpec for OrtKwargs {
 /// The `onnxruntime` model backend: builds an [`OrtModel`] from [`OrtKwargs`].
 pub struct OrtFactory;
 
-impl ModelFactory for OrtFactory {
+impl Factory<ModelKind> for OrtFactory {
     type Kwargs = OrtKwargs;
     // No extensions: `.onnx` files open with the pure-Rust `onnx` backend unless this one is
     // named.
 
-    fn build(kwargs: &OrtKwargs, ctx: &ModelContext<'_>) -> Result<Arc<dyn Model>> {
+    fn build(kwargs: &Valid<OrtKwargs>, ctx: &ModelContext<'_>) -> Result<Arc<dyn Model>> {
         let path = ctx.resolve_path(&kwargs.path);
         let threads = kwargs.threads.unwrap_or_else(default_threads);
         Ok(Arc::new(OrtModel::with_options(
@@ -173,6 +172,7 @@ maxi_core::register_model!(
     OrtFactory,
     "onnxruntime",
     aliases = ["ort"],
+    extensions = [],
     doc = "ONNX model run with ONNX Runtime (library loaded at run time from ORT_DYLIB_PATH or \
            the Python package onnxruntime): one input [batch, ...item] of float32, first output \
            returned; batches are split over `threads` single-threaded sessions"

@@ -14,7 +14,7 @@
 //!   4096, ≈ 0.2 GB with 256). ONNX Runtime does not pad: a call has at most the rows of the
 //!   batch (≈ 80 MB RSS with 1024).
 
-use maxi_core::registry::KwargProblem;
+use maxi_core::KwargProblem;
 
 /// Most sessions (and worker threads) a backend starts.
 pub const MAX_THREADS: usize = 256;

@@ -4,8 +4,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use maxi_core::model::{assemble_batch, check_batch_shape, to_f32_row_major};
 use maxi_core::{MaxiError, Model, Result};
+use maxi_onnx_support::{assemble_batch, check_batch_shape, to_f32_row_major};
 use ndarray::{ArrayD, ArrayViewD};
 use ort::session::Session;
 use ort::value::TensorRef;

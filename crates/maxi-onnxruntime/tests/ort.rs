@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use maxi::ndarray::{ArrayD, Axis, IxDyn, concatenate, s};
-use maxi::registry::{Builder, ModelContext};
-use maxi::{Kind, Kwargs, MaxiError, Model, OnnxModel};
+use maxi::registry::ModelContext;
+use maxi::{Kwargs, MaxiError, Model, OnnxModel};
 use maxi_onnxruntime::{
     Chunking, ENV_VAR, LibrarySource, MAX_ROWS_PER_CALL, MIN_ORT_MINOR, OrtModel, install_command,
     locate_library,
@@ -391,21 +391,25 @@ fn loaded_library_is_recent_enough() {
 fn registered_as_onnxruntime_and_ort_without_claiming_onnx_files() {
     let registry = maxi::registry::global().expect("registry");
     let c = registry
-        .get(Kind::Model, "onnxruntime")
+        .get::<maxi::ModelKind>("onnxruntime")
         .expect("onnxruntime");
-    assert_eq!(c.name, "onnxruntime");
+    assert_eq!(c.meta.name, "onnxruntime");
     assert_eq!(
-        registry.get(Kind::Model, "ort").expect("alias").name,
+        registry
+            .get::<maxi::ModelKind>("ort")
+            .expect("alias")
+            .meta
+            .name,
         "onnxruntime"
     );
     assert_eq!(
-        c.accepted_kwargs(),
+        c.meta.accepted_kwargs(),
         vec!["batch_size".to_string(), "path".into(), "threads".into()]
     );
     let tract = registry.model_for_extension("onnx").expect("onnx backend");
-    assert_eq!(tract.name, "onnx");
+    assert_eq!(tract.meta.name, "onnx");
     let unknown = c
-        .parse_kwargs(
+        .prepare(
             &Kwargs::new()
                 .set("path", CNN)
                 .and_then(|k| k.set("thread", 2))
@@ -418,7 +422,7 @@ fn registered_as_onnxruntime_and_ort_without_claiming_onnx_files() {
         "{unknown:?}"
     );
     let zero = c
-        .parse_kwargs(
+        .prepare(
             &Kwargs::new()
                 .set("path", CNN)
                 .and_then(|k| k.set("batch_size", 0))
@@ -437,21 +441,18 @@ fn registered_as_onnxruntime_and_ort_without_claiming_onnx_files() {
         .set("path", "mnist_cnn.onnx")
         .and_then(|k| k.set("threads", 2))
         .expect("kw");
-    let parsed = c.parse_kwargs(&kwargs).expect("parse");
+    let parsed = c.prepare(&kwargs).expect("parse");
     let base = Path::new(CNN).parent().expect("fixtures dir");
-    let model = match c.builder() {
-        Builder::Model(build, exts) => {
-            assert!(exts.is_empty(), "must not claim extensions: {exts:?}");
-            build(
-                parsed.as_ref(),
-                &ModelContext {
-                    base_dir: Some(base),
-                },
-            )
-            .expect("build from the registry")
-        }
-        _ => panic!("not a model builder"),
-    };
+    assert!(
+        c.meta.extensions.is_empty(),
+        "must not claim extensions: {:?}",
+        c.meta.extensions
+    );
+    let model = parsed
+        .build(&ModelContext {
+            base_dir: Some(base),
+        })
+        .expect("build from the registry");
     let out = model.predict(images(&[2953]).view()).expect("predict");
     assert_eq!(out.shape(), &[1, 10]);
 }

@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 
-use maxi_core::registry::{
-    Builder, Component, GradientBuildFn, KwargProblem, ParseFn, ParsedKwargs,
+use maxi_core::registry::{self, Entry, ParseFailure, ParseFn, Prepared};
+use maxi_core::{
+    Estimate, Gradient, GradientContext, GradientKind, Kind, KwargProblem, MaxiError, MaxiRng,
+    Problem, Request, Result,
 };
-use maxi_core::{Gradient, MaxiError, MaxiRng, Problem, Result};
 use maxi_plugin::abi::{ArrayOut, HostLoss, STATUS_OK, STATUS_PANIC, struct_size_of};
-use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use ndarray::{ArrayD, IxDyn};
 use rand::Rng;
 use serde_json::Value;
 
@@ -50,12 +51,9 @@ impl Meta {
         )
     }
 
-    /// Parses kwargs with the plugin; a problem is kept for [`ParsedKwargs::validate`].
-    fn parse(&self, value: &Value) -> PluginKwargs {
-        let problem = |field: &str, message: String| PluginKwargs {
-            json: value.clone(),
-            problem: Some(KwargProblem::new(field, message)),
-        };
+    /// Parses kwargs with the plugin: its normalised kwargs, or the problem it reported.
+    fn parse(&self, value: &Value) -> std::result::Result<Value, KwargProblem> {
+        let problem = |field: &str, message: String| Err(KwargProblem::new(field, message));
         let Ok(json) = CString::new(value.to_string()) else {
             return problem("?", "kwargs contain a NUL character".into());
         };
@@ -72,10 +70,7 @@ impl Meta {
         let error = self.take_string(out_error);
         if status == STATUS_OK {
             return match normalised.map(|s| serde_json::from_str::<Value>(&s)) {
-                Some(Ok(json @ Value::Object(_))) => PluginKwargs {
-                    json,
-                    problem: None,
-                },
+                Some(Ok(json @ Value::Object(_))) => Ok(json),
                 _ => problem(
                     "?",
                     format!(
@@ -98,35 +93,14 @@ impl Meta {
         )
     }
 
-    fn create(
-        self: &Arc<Self>,
-        kwargs: &dyn ParsedKwargs,
-        shape: &[usize],
-    ) -> Result<Box<dyn Gradient>> {
+    fn create(self: &Arc<Self>, kwargs: &Value, shape: &[usize]) -> Result<Box<dyn Gradient>> {
         let runtime = |message: String| MaxiError::Runtime {
             kind: self.kind,
             component: self.name.clone(),
             iteration: 0,
             message,
         };
-        let kw = kwargs
-            .as_any()
-            .downcast_ref::<PluginKwargs>()
-            .ok_or_else(|| {
-                MaxiError::Other(format!(
-                    "internal: kwargs of `{}` have the wrong type",
-                    self.name
-                ))
-            })?;
-        if let Some(p) = &kw.problem {
-            return Err(MaxiError::InvalidKwarg {
-                kind: self.kind,
-                component: self.name.clone(),
-                field: p.field.clone(),
-                message: p.message.clone(),
-            });
-        }
-        let json = CString::new(kw.json.to_string())
+        let json = CString::new(kwargs.to_string())
             .map_err(|_| runtime("kwargs contain a NUL character".into()))?;
         let mut instance: *mut c_void = std::ptr::null_mut();
         let mut out_error: *mut c_char = std::ptr::null_mut();
@@ -161,47 +135,45 @@ impl Meta {
 
 impl PluginComponent {
     /// The registry entry of this component.
-    pub(crate) fn into_component(self) -> Component {
+    pub(crate) fn into_entry(self) -> Entry<GradientKind> {
         let meta = self.meta.clone();
-        let parse: ParseFn = Arc::new(move |de| {
-            let value: Value = erased_serde::deserialize(de)?;
-            Ok(Box::new(meta.parse(&value)) as Box<dyn ParsedKwargs>)
+        let parse: ParseFn<GradientKind> = Arc::new(move |de| {
+            let value: Value = erased_serde::deserialize(de).map_err(ParseFailure::Serde)?;
+            let json = meta.parse(&value).map_err(ParseFailure::Invalid)?;
+            Ok(Arc::new(PluginPrepared {
+                meta: meta.clone(),
+                json,
+            }) as Arc<dyn Prepared<GradientKind>>)
         });
-        let meta = self.meta.clone();
-        let build: GradientBuildFn = Arc::new(move |kw, ctx| meta.create(kw, ctx.shape));
-        let mut component = Component::from_parts(
-            self.meta.name.clone(),
-            self.aliases,
-            self.doc,
-            self.schema,
-            format!("plugin {}", self.meta.path),
+        Entry::from_parts(
+            registry::Meta {
+                kind: Kind::Gradient,
+                name: self.meta.name.clone(),
+                aliases: self.aliases,
+                doc: self.doc,
+                schema: self.schema,
+                // accepted by the plugin's own parser; listed so the registry lets them through
+                kwarg_aliases: self.kwarg_aliases,
+                origin: format!("plugin {}", self.meta.path),
+                extensions: Vec::new(),
+            },
             parse,
-            Builder::Gradient(build),
-        );
-        // accepted by the plugin's own parser; listed so the registry lets them through
-        component.kwarg_aliases = self.kwarg_aliases;
-        component
+        )
     }
 }
 
-/// Kwargs of a plugin component: the plugin's normalised JSON, or the problem it reported.
-struct PluginKwargs {
+/// A plugin component with kwargs the plugin accepted (normalised by it).
+struct PluginPrepared {
+    meta: Arc<Meta>,
     json: Value,
-    problem: Option<KwargProblem>,
 }
 
-impl ParsedKwargs for PluginKwargs {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
+impl Prepared<GradientKind> for PluginPrepared {
+    fn build(&self, ctx: &GradientContext<'_>) -> Result<Box<dyn Gradient>> {
+        self.meta.create(&self.json, ctx.shape)
     }
-    fn to_json(&self) -> Value {
+    fn kwargs_json(&self) -> Value {
         self.json.clone()
-    }
-    fn validate(&self) -> std::result::Result<(), KwargProblem> {
-        match &self.problem {
-            Some(p) => Err(p.clone()),
-            None => Ok(()),
-        }
     }
 }
 
@@ -227,7 +199,7 @@ struct CallCtx<'a> {
     problem: &'a Problem,
     shape: &'a [usize],
     y: &'a [f64],
-    base: Cell<Option<f64>>,
+    base: Cell<Option<maxi_core::Assessed>>,
     error: RefCell<Option<MaxiError>>,
 }
 
@@ -348,15 +320,16 @@ unsafe extern "C" fn host_eval_batch(
         let data = unsafe { std::slice::from_raw_parts(batch, total) };
         let mut batch_shape = vec![rows];
         batch_shape.extend_from_slice(ctx.shape);
-        let view = ArrayViewD::from_shape(IxDyn(&batch_shape), data)
+        // a copy the loss may overwrite (the plugin's buffer is read-only to the host)
+        let mut rows_copy = ArrayD::from_shape_vec(IxDyn(&batch_shape), data.to_vec())
             .map_err(|e| MaxiError::Other(format!("loss callback: {e}")))?;
-        let values = ctx.problem.eval_batch(view)?;
+        let e = ctx.problem.assess_batch_mut(rows_copy.view_mut())?;
         // SAFETY: the plugin provides room for `rows` values.
         let out = unsafe { std::slice::from_raw_parts_mut(out, rows) };
-        for (i, (o, v)) in out.iter_mut().zip(values.iter()).enumerate() {
-            *o = *v;
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = e.values[i];
             if data[i * d..(i + 1) * d] == *ctx.y {
-                ctx.base.set(Some(*v));
+                ctx.base.set(Some(e.at(i)));
             }
         }
         Ok(())
@@ -428,12 +401,13 @@ impl HostGradient {
 }
 
 impl Gradient for HostGradient {
-    fn gradient(
+    fn estimate(
         &mut self,
         problem: &Problem,
-        y: ArrayViewD<'_, f64>,
+        request: &Request<'_>,
         rng: &mut MaxiRng,
-    ) -> Result<ArrayD<f64>> {
+    ) -> Result<Estimate> {
+        let y = request.at.view();
         let meta = self.meta.clone();
         let fail = |what: &str, status: i32, message: Option<String>| {
             MaxiError::Other(meta.failure(what, status, message))
@@ -502,9 +476,10 @@ impl Gradient for HostGradient {
                 self.meta.path, self.meta.kind, self.meta.name
             ))
         })?;
-        if let Some(v) = ctx.base.get() {
-            problem.remember(y.view(), v);
-        }
-        Ok(g)
+        Ok(Estimate {
+            gradient: g,
+            at: ctx.base.get(),
+            also: None,
+        })
     }
 }

@@ -32,8 +32,8 @@ mod loading;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use maxi_core::registry::{self, Component};
-use maxi_core::{MaxiError, Result};
+use maxi_core::registry::{self, Entry};
+use maxi_core::{GradientKind, MaxiError, Result};
 use maxi_plugin::abi::PluginDescriptor;
 
 use crate::descriptor::{PluginComponent, read_descriptor};
@@ -85,19 +85,19 @@ pub fn load_plugin(path: &Path) -> Result<Vec<String>> {
     }
     let plugin = open_plugin(path, &canonical)?;
 
-    // Check every component against the registry (and each other) before registering any.
-    let mut trial = registry::global()?.clone();
-    let mut components = Vec::new();
-    for c in &plugin.components {
-        let component = c.clone().into_component();
-        trial.add(component.clone())?;
-        components.push(component);
-    }
-    let mut names = Vec::new();
-    for component in components {
-        names.push(component.name.clone());
-        registry::register(component)?;
-    }
+    // Every component or none: the registry takes them as one change.
+    let names: Vec<String> = plugin
+        .components
+        .iter()
+        .map(|c| c.meta.name.clone())
+        .collect();
+    let entries: Vec<Entry<GradientKind>> = plugin
+        .components
+        .iter()
+        .cloned()
+        .map(PluginComponent::into_entry)
+        .collect();
+    registry::update(|r| entries.into_iter().try_for_each(|e| r.add(e)))?;
     loaded.push(Loaded {
         canonical,
         info: PluginInfo {
@@ -122,7 +122,7 @@ pub fn load_plugin(path: &Path) -> Result<Vec<String>> {
 pub unsafe fn components_from_descriptor(
     descriptor: *const PluginDescriptor,
     origin: &str,
-) -> Result<Vec<Component>> {
+) -> Result<Vec<Entry<GradientKind>>> {
     let data = read_descriptor(descriptor, origin).map_err(|message| MaxiError::Plugin {
         path: origin.to_string(),
         message,
@@ -130,7 +130,7 @@ pub unsafe fn components_from_descriptor(
     Ok(data
         .components
         .into_iter()
-        .map(PluginComponent::into_component)
+        .map(PluginComponent::into_entry)
         .collect())
 }
 
@@ -138,12 +138,12 @@ pub unsafe fn components_from_descriptor(
 /// for a host that keeps its own [`maxi_core::Registry`] (see
 /// `GeneratorBuilder::registry`). The same checks as [`load_plugin`] apply; the library is
 /// never unloaded.
-pub fn plugin_components(path: &Path) -> Result<Vec<Component>> {
+pub fn plugin_components(path: &Path) -> Result<Vec<Entry<GradientKind>>> {
     let canonical = check_path(path)?;
     let plugin = open_plugin(path, &canonical)?;
     Ok(plugin
         .components
         .into_iter()
-        .map(PluginComponent::into_component)
+        .map(PluginComponent::into_entry)
         .collect())
 }

@@ -10,6 +10,7 @@ use common::{
     SquaredNorm, example_plugin, gradient, input, kw, linear_model, point, private_copy, problem,
     scratch_dir,
 };
+use maxi_core::Request;
 use maxi_core::ndarray::{ArrayD, IxDyn};
 use maxi_core::{ExplanationGenerator, Kind, MaxiError, registry, rng_from_seed};
 use maxi_plugin_host::{load_plugin, loaded_plugins, plugin_paths};
@@ -40,19 +41,19 @@ fn urv_tutorial_is_registered_next_to_the_built_ins() {
     let path = loaded();
     let reg = registry::global().expect("registry");
     let c = reg
-        .get(Kind::Gradient, "urv_tutorial")
+        .get::<maxi_core::GradientKind>("urv_tutorial")
         .expect("urv_tutorial");
-    assert_eq!(c.origin, format!("plugin {}", path.display()));
-    assert!(c.doc.contains("seed tutorial"), "{}", c.doc);
-    assert_eq!(c.accepted_kwargs(), vec!["mu", "num_iter"]);
+    assert_eq!(c.meta.origin, format!("plugin {}", path.display()));
+    assert!(c.meta.doc.contains("seed tutorial"), "{}", c.meta.doc);
+    assert_eq!(c.meta.accepted_kwargs(), vec!["mu", "num_iter"]);
     assert_eq!(
-        c.schema["properties"]["num_iter"]["default"],
+        c.meta.schema["properties"]["num_iter"]["default"],
         json!(100),
         "{}",
-        c.schema
+        c.meta.schema
     );
     // the built-ins are still there
-    assert!(reg.get(Kind::Gradient, "urv").is_ok());
+    assert!(reg.get::<maxi_core::GradientKind>("urv").is_ok());
     let info = loaded_plugins()
         .into_iter()
         .find(|p| &p.path == path)
@@ -71,7 +72,7 @@ fn loading_the_same_file_again_changes_nothing() {
     );
     let count = registry::global()
         .expect("registry")
-        .components(Some(Kind::Gradient))
+        .metas(Some(Kind::Gradient))
         .iter()
         .filter(|c| c.name == "urv_tutorial")
         .count();
@@ -107,13 +108,13 @@ fn one_batched_loss_call_of_one_plus_q_rows_per_gradient() {
     let p = problem(loss, &shape);
     let mut g = gradient("urv_tutorial", json!({"num_iter": 20}), &shape).expect("gradient");
     let est = g
-        .gradient(&p, y.view(), &mut rng_from_seed(1))
+        .estimate(&p, &Request::at(y.view()), &mut rng_from_seed(1))
         .expect("estimate");
-    assert_eq!(est.shape(), &shape);
+    assert_eq!(est.gradient.shape(), &shape);
     assert_eq!(calls.load(Ordering::SeqCst), 1, "one batched callback");
     assert_eq!(p.loss_rows(), 21);
-    // the base value crossed back and is remembered for the step record
-    assert_eq!(p.cached(y.view()), Some(y.iter().map(|v| v * v).sum()));
+    // the base value crossed back with the gradient, for the step record
+    assert_eq!(est.at.map(|a| a.value), Some(y.iter().map(|v| v * v).sum()));
 }
 
 /// `(mean estimate, mean ‖g − 2y‖²)` over `n` successive calls at `y` on `‖y‖²`.
@@ -131,7 +132,7 @@ fn statistics(
     let mut sum = ArrayD::<f64>::zeros(IxDyn(&shape));
     let mut spread = 0.0;
     for _ in 0..n {
-        let est = g.gradient(&p, y.view(), &mut rng).expect("estimate");
+        let est = g.gradient_at(&p, y.view(), &mut rng).expect("estimate");
         spread += norm(&(&est - &exact)).powi(2);
         sum += &est;
     }
@@ -180,7 +181,7 @@ fn mu_shrinks_with_the_call_counter_like_the_built_in() {
         let n = 400;
         let mut scaled = 0.0;
         for t in 1..=n {
-            let est = g.gradient(&p, y.view(), &mut rng).expect("estimate");
+            let est = g.gradient_at(&p, y.view(), &mut rng).expect("estimate");
             scaled += t as f64 * norm(&est).powi(2);
         }
         let mean = scaled / n as f64;
@@ -202,7 +203,7 @@ fn same_seed_same_estimates_different_seed_different() {
         let mut g = gradient("urv_tutorial", json!({"num_iter": 5}), &shape).expect("gradient");
         let mut rng = rng_from_seed(seed);
         (0..3)
-            .map(|_| g.gradient(&p, y.view(), &mut rng).expect("estimate"))
+            .map(|_| g.gradient_at(&p, y.view(), &mut rng).expect("estimate"))
             .collect::<Vec<_>>()
     };
     assert_eq!(run(3), run(3));

@@ -59,7 +59,7 @@ fn plugin_error(path: &Path) -> String {
 fn gradient_names() -> Vec<String> {
     registry::global()
         .expect("registry")
-        .components(Some(Kind::Gradient))
+        .metas(Some(Kind::Gradient))
         .iter()
         .map(|c| c.name.clone())
         .collect()
@@ -177,9 +177,9 @@ fn duplicate_of_a_built_in_name() {
     // the built-in is untouched
     let urv = registry::global()
         .expect("registry")
-        .get(Kind::Gradient, "urv")
+        .get::<maxi_core::GradientKind>("urv")
         .expect("urv");
-    assert_eq!(urv.origin, "crate maxi-gradient-urv");
+    assert_eq!(urv.meta.origin, "crate maxi-gradient-urv");
 }
 
 #[test]
@@ -212,7 +212,7 @@ fn compute(fault: &str) -> maxi_core::Result<maxi_core::ndarray::ArrayD<f64>> {
     let shape = [2, 3];
     let mut g = gradient("faulty", json!({ "fault": fault }), &shape)?;
     let p = problem(SquaredNorm::new(&shape), &shape);
-    g.gradient(&p, point(&shape).view(), &mut rng_from_seed(0))
+    g.gradient_at(&p, point(&shape).view(), &mut rng_from_seed(0))
 }
 
 /// Expects a runtime error naming the plugin file, the component and `reason`.
@@ -305,7 +305,7 @@ fn a_panic_in_the_hosts_loss_is_contained() {
     let mut g = gradient("faulty", json!({}), &shape).expect("gradient");
     let p = problem(PanickingLoss(Bounds::unbounded(&shape)), &shape);
     let e = g
-        .gradient(&p, point(&shape).view(), &mut rng_from_seed(0))
+        .gradient_at(&p, point(&shape).view(), &mut rng_from_seed(0))
         .expect_err("the loss panicked");
     assert!(
         e.to_string()
@@ -316,7 +316,7 @@ fn a_panic_in_the_hosts_loss_is_contained() {
     let p = problem(SquaredNorm::new(&shape), &shape);
     let y = point(&shape);
     assert_eq!(
-        g.gradient(&p, y.view(), &mut rng_from_seed(0))
+        g.gradient_at(&p, y.view(), &mut rng_from_seed(0))
             .expect("gradient"),
         y.mapv(|v| 2.0 * v)
     );
@@ -328,23 +328,23 @@ fn kwargs_problems_are_usage_errors_naming_the_field() {
     let path = faulty_loaded().display().to_string();
     let component = registry::global()
         .expect("registry")
-        .get(Kind::Gradient, "faulty")
+        .get::<maxi_core::GradientKind>("faulty")
         .expect("faulty");
-    match component.parse_kwargs(&kw(json!({"level": -1.0}))) {
+    match component.prepare(&kw(json!({"level": -1.0}))) {
         Err(MaxiError::InvalidKwarg { field, message, .. }) => {
             assert_eq!(field, "level");
             assert!(message.contains("must not be negative") && message.contains(&path));
         }
         other => panic!("expected an invalid kwarg, got {:?}", other.map(|_| ())),
     }
-    match component.parse_kwargs(&kw(json!({"fault": "explode"}))) {
+    match component.prepare(&kw(json!({"fault": "explode"}))) {
         Err(MaxiError::InvalidKwarg { field, message, .. }) => {
             assert_eq!(field, "fault");
             assert!(message.contains("unknown variant `explode`"), "{message}");
         }
         other => panic!("expected an invalid kwarg, got {:?}", other.map(|_| ())),
     }
-    match component.parse_kwargs(&kw(json!({"levle": 1.0}))) {
+    match component.prepare(&kw(json!({"levle": 1.0}))) {
         Err(MaxiError::UnknownKwarg { key, accepted, .. }) => {
             assert_eq!(key, "levle");
             assert_eq!(accepted, vec!["fault", "level", "lvl"]);
@@ -352,8 +352,8 @@ fn kwargs_problems_are_usage_errors_naming_the_field() {
         other => panic!("expected an unknown kwarg, got {:?}", other.map(|_| ())),
     }
     // defaults are filled in by the plugin
-    let parsed = component.parse_kwargs(&kw(json!({}))).expect("kwargs");
-    assert_eq!(parsed.to_json(), json!({"fault": "none", "level": 0.0}));
+    let parsed = component.prepare(&kw(json!({}))).expect("kwargs");
+    assert_eq!(parsed.kwargs_json(), json!({"fault": "none", "level": 0.0}));
 }
 
 #[test]
@@ -361,18 +361,18 @@ fn kwarg_aliases_cross_the_abi() {
     faulty_loaded();
     let component = registry::global()
         .expect("registry")
-        .get(Kind::Gradient, "faulty")
+        .get::<maxi_core::GradientKind>("faulty")
         .expect("faulty");
     assert_eq!(
-        component.kwarg_aliases,
+        component.meta.kwarg_aliases,
         vec![("lvl".to_string(), "level".to_string())]
     );
     // the plugin's own alias reaches its parser, which normalises it
     let parsed = component
-        .parse_kwargs(&kw(json!({"lvl": 2.5})))
+        .prepare(&kw(json!({"lvl": 2.5})))
         .expect("alias accepted");
-    assert_eq!(parsed.to_json(), json!({"fault": "none", "level": 2.5}));
-    match component.parse_kwargs(&kw(json!({"lvl": -1.0}))) {
+    assert_eq!(parsed.kwargs_json(), json!({"fault": "none", "level": 2.5}));
+    match component.prepare(&kw(json!({"lvl": -1.0}))) {
         Err(MaxiError::InvalidKwarg { field, .. }) => assert_eq!(field, "level"),
         other => panic!("expected an invalid kwarg, got {:?}", other.map(|_| ())),
     }
@@ -384,15 +384,15 @@ fn an_older_component_descriptor_loads_without_kwarg_aliases() {
     assert_eq!(load_plugin(&path).expect("load"), vec!["faulty_v1"]);
     let component = registry::global()
         .expect("registry")
-        .get(Kind::Gradient, "faulty_v1")
+        .get::<maxi_core::GradientKind>("faulty_v1")
         .expect("faulty_v1");
     // the field past its struct_size is not read, although the memory holds it
-    assert!(component.kwarg_aliases.is_empty());
+    assert!(component.meta.kwarg_aliases.is_empty());
     assert!(matches!(
-        component.parse_kwargs(&kw(json!({"lvl": 1.0}))),
+        component.prepare(&kw(json!({"lvl": 1.0}))),
         Err(MaxiError::UnknownKwarg { .. })
     ));
-    assert!(component.parse_kwargs(&kw(json!({"level": 1.0}))).is_ok());
+    assert!(component.prepare(&kw(json!({"level": 1.0}))).is_ok());
 }
 
 #[test]
@@ -413,7 +413,7 @@ fn a_loss_callback_kept_past_compute_gets_an_error_status() {
     let mut g = gradient("faulty_keeper", json!({}), &shape).expect("gradient");
     let p = problem(SquaredNorm::new(&shape), &shape);
     let first = g
-        .gradient(&p, y.view(), &mut rng_from_seed(0))
+        .gradient_at(&p, y.view(), &mut rng_from_seed(0))
         .expect("compute");
     assert_eq!(first, y.mapv(|v| 2.0 * v));
     // SAFETY: the test's own fixture library, already loaded (the same instance and statics);
@@ -436,7 +436,7 @@ fn a_loss_callback_kept_past_compute_gets_an_error_status() {
     );
     // the host and the instance are unharmed
     let again = g
-        .gradient(&p, y.view(), &mut rng_from_seed(1))
+        .gradient_at(&p, y.view(), &mut rng_from_seed(1))
         .expect("compute again");
     assert_eq!(again, first);
 }

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{SquaredNorm, example_plugin, input, kw, linear_model, point, problem};
-use maxi_core::registry::{Builder, GradientContext};
-use maxi_core::{ExplanationGenerator, Gradient, Kind, MaxiError, registry, rng_from_seed};
+use maxi_core::registry::GradientContext;
+use maxi_core::{ExplanationGenerator, Gradient, MaxiError, Valid, registry, rng_from_seed};
 use maxi_example_gradient_plugin::{UrvTutorial, UrvTutorialKwargs};
 use maxi_plugin_host::{load_plugin, plugin_components};
 use rand::Rng;
@@ -31,10 +31,10 @@ fn generator(gradient: &str, kwargs: serde_json::Value) -> ExplanationGenerator 
 fn registers_by_name_through_inventory() {
     let c = registry::global()
         .expect("registry")
-        .get(Kind::Gradient, "urv_tutorial")
+        .get::<maxi_core::GradientKind>("urv_tutorial")
         .expect("urv_tutorial");
-    assert_eq!(c.origin, "crate maxi-example-gradient-plugin");
-    assert_eq!(c.accepted_kwargs(), vec!["mu", "num_iter"]);
+    assert_eq!(c.meta.origin, "crate maxi-example-gradient-plugin");
+    assert_eq!(c.meta.accepted_kwargs(), vec!["mu", "num_iter"]);
 }
 
 #[test]
@@ -83,34 +83,30 @@ fn the_dynamic_build_computes_exactly_what_the_static_build_computes() {
     let components = plugin_components(&path).expect("components");
     assert_eq!(components.len(), 1);
     let c = &components[0];
-    assert_eq!(c.name, "urv_tutorial");
-    assert_eq!(c.origin, format!("plugin {}", path.display()));
+    assert_eq!(c.meta.name, "urv_tutorial");
+    assert_eq!(c.meta.origin, format!("plugin {}", path.display()));
     let shape = [3, 4];
-    let parsed = c
-        .parse_kwargs(&kw(json!({"num_iter": 30})))
-        .expect("kwargs");
-    let mut dynamic = match c.builder() {
-        Builder::Gradient(b) => {
-            b(parsed.as_ref(), &GradientContext { shape: &shape }).expect("create")
-        }
-        _ => panic!("not a gradient"),
-    };
+    let parsed = c.prepare(&kw(json!({"num_iter": 30}))).expect("kwargs");
+    let mut dynamic = parsed
+        .build(&GradientContext { shape: &shape })
+        .expect("create");
     let mut linked = UrvTutorial::new(
-        &UrvTutorialKwargs {
+        &Valid::check(UrvTutorialKwargs {
             mu: None,
             num_iter: 30,
-        },
+        })
+        .expect("valid"),
         12,
     );
     let y = point(&shape);
     for seed in 0..5 {
         let p = problem(SquaredNorm::new(&shape), &shape);
         let a = dynamic
-            .gradient(&p, y.view(), &mut rng_from_seed(seed))
+            .gradient_at(&p, y.view(), &mut rng_from_seed(seed))
             .expect("dynamic");
         let handed_over = rng_from_seed(seed).next_u64();
         let b = linked
-            .gradient(&p, y.view(), &mut rng_from_seed(handed_over))
+            .gradient_at(&p, y.view(), &mut rng_from_seed(handed_over))
             .expect("linked");
         assert_eq!(a, b, "call {seed}");
     }

@@ -10,8 +10,10 @@ use std::ffi::{CStr, CString, c_char, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 
-use maxi_core::registry::{GradientContext, GradientFactory, KwargsSpec};
-use maxi_core::{Bounds, Gradient, Loss, MaxiError, Problem, Result, rng_from_seed};
+use maxi_core::{
+    Bounds, Factory, Gradient, GradientContext, GradientKind, KwargsSpec, Loss, MaxiError, Problem,
+    Request, Result, Valid, rng_from_seed,
+};
 use ndarray::{Array1, ArrayD, ArrayViewD, IxDyn};
 
 use crate::abi::{
@@ -122,8 +124,9 @@ fn item_len(shape: &[usize]) -> std::result::Result<usize, String> {
         .ok_or_else(|| format!("shape {shape:?} overflows"))
 }
 
-/// Kwargs parsed into the component's typed struct, with the offending field on failure.
-fn parse_typed<K: KwargsSpec>(json: &str) -> std::result::Result<K, (String, String)> {
+/// Kwargs parsed into the component's typed struct and checked, with the offending field on
+/// failure.
+fn parse_typed<K: KwargsSpec>(json: &str) -> std::result::Result<Valid<K>, (String, String)> {
     let de = &mut serde_json::Deserializer::from_str(json);
     let kw: K = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -135,8 +138,7 @@ fn parse_typed<K: KwargsSpec>(json: &str) -> std::result::Result<K, (String, Str
         };
         (field, message)
     })?;
-    kw.validate().map_err(|p| (p.field, p.message))?;
-    Ok(kw)
+    Valid::check(kw).map_err(|p| (p.field, p.message))
 }
 
 /// serde names a missing field as "missing field `x`" with an empty path.
@@ -177,7 +179,7 @@ struct GradientInstance {
     out_shape: Vec<usize>,
 }
 
-unsafe extern "C" fn create_gradient<F: GradientFactory>(
+unsafe extern "C" fn create_gradient<F: Factory<GradientKind>>(
     kwargs_json: *const c_char,
     shape: *const usize,
     ndim: usize,
@@ -365,12 +367,13 @@ unsafe extern "C" fn compute_gradient(
         let host = unsafe { &*loss };
         // SAFETY: `host` is valid for the duration of this call.
         let proxy = unsafe { HostLossProxy::new(host, &shape) }?;
-        let problem = Problem::new(Box::new(proxy), shape.clone());
+        let problem = Problem::identity(Box::new(proxy), &shape);
         let mut rng = rng_from_seed(seed);
         let g = inst
             .gradient
-            .gradient(&problem, y, &mut rng)
-            .map_err(|e| e.to_string())?;
+            .estimate(&problem, &Request::at(y), &mut rng)
+            .map_err(|e| e.to_string())?
+            .gradient;
         inst.out = g.iter().copied().collect();
         inst.out_shape = g.shape().to_vec();
         // SAFETY: `out` is non-null and writable; the buffers live in the instance until the
@@ -417,8 +420,13 @@ impl PluginExport {
         }
     }
 
-    /// Adds a gradient method: the same [`GradientFactory`] a built-in implements.
-    pub fn gradient<F: GradientFactory>(mut self, name: &str, aliases: &[&str], doc: &str) -> Self {
+    /// Adds a gradient method: the same `Factory<GradientKind>` a built-in implements.
+    pub fn gradient<F: Factory<GradientKind>>(
+        mut self,
+        name: &str,
+        aliases: &[&str],
+        doc: &str,
+    ) -> Self {
         let schema = serde_json::to_string(&schemars::schema_for!(F::Kwargs))
             .unwrap_or_else(|_| "{}".to_string());
         let aliases = serde_json::to_string(aliases).unwrap_or_else(|_| "[]".to_string());
@@ -531,7 +539,7 @@ impl Default for DescriptorCell {
 mod tests {
     use super::*;
     use crate::abi::{KIND_GRADIENT, STATUS_ERROR};
-    use maxi_core::registry::KwargProblem;
+    use maxi_core::{Estimate, KwargProblem};
     use serde::{Deserialize, Serialize};
 
     #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -556,22 +564,22 @@ mod tests {
     struct Scale(f64);
 
     impl Gradient for Scale {
-        fn gradient(
+        fn estimate(
             &mut self,
             problem: &Problem,
-            y: ArrayViewD<'_, f64>,
+            request: &Request<'_>,
             _rng: &mut maxi_core::MaxiRng,
-        ) -> Result<ArrayD<f64>> {
-            problem.eval(y.view())?;
-            Ok(y.mapv(|v| v * self.0))
+        ) -> Result<Estimate> {
+            problem.eval(request.at.view())?;
+            Ok(Estimate::new(request.at.mapv(|v| v * self.0)))
         }
     }
 
-    struct Factory;
+    struct ScaleFactory;
 
-    impl GradientFactory for Factory {
+    impl Factory<GradientKind> for ScaleFactory {
         type Kwargs = Kw;
-        fn build(kw: &Kw, _ctx: &GradientContext<'_>) -> Result<Box<dyn Gradient>> {
+        fn build(kw: &Valid<Kw>, _ctx: &GradientContext<'_>) -> Result<Box<dyn Gradient>> {
             if kw.n == 7 {
                 panic!("seven");
             }
@@ -592,7 +600,7 @@ mod tests {
 
     fn descriptor() -> &'static PluginDescriptor {
         PluginExport::new("test-plugin", "1.2.3")
-            .gradient::<Factory>("scale", &["Scale"], "Scales")
+            .gradient::<ScaleFactory>("scale", &["Scale"], "Scales")
             .build()
     }
 

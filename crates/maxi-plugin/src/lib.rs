@@ -1,8 +1,8 @@
 //! SDK for third-party maxi components.
 //!
 //! A plugin author writes a component with the **same** traits and kwargs structs as maxi's
-//! built-ins ([`Gradient`], [`GradientFactory`], [`KwargsSpec`]), then ships it in one of two
-//! ways:
+//! built-ins ([`Gradient`], [`Factory`]`<`[`GradientKind`]`>`, [`KwargsSpec`]), then ships it in
+//! one of two ways:
 //!
 //! - **Static** (a Rust crate linked into the host): register it with
 //!   [`register_gradient!`] (through `inventory`, like the built-ins). A host that depends on the
@@ -15,7 +15,7 @@
 //! ```ignore
 //! use maxi_plugin::prelude::*;
 //!
-//! pub struct MyFactory; // impl GradientFactory for MyFactory { ... }
+//! pub struct MyFactory; // impl Factory<GradientKind> for MyFactory { ... }
 //!
 //! // dynamic: `crate-type = ["cdylib"]`
 //! maxi_plugin::export_plugin! {
@@ -40,13 +40,11 @@ pub mod abi;
 pub mod export;
 
 pub use maxi_core;
-pub use maxi_core::registry::{
-    GradientContext, GradientFactory, KwargProblem, KwargsSpec, LossContext, LossFactory,
-    OptimizerContext, OptimizerFactory,
-};
 pub use maxi_core::{
-    Bounds, Gradient, Kind, Loss, MaxiError, MaxiRng, Optimizer, Problem, Regularization, Result,
-    register_gradient, register_loss, register_optimizer, rng_from_seed,
+    Bounds, Estimate, Factory, Gradient, GradientContext, GradientKind, Kind, KwargProblem,
+    KwargsSpec, Loss, LossContext, LossKind, MaxiError, MaxiRng, Optimizer, OptimizerContext,
+    OptimizerKind, Problem, Regularization, Request, Result, Valid, register_gradient,
+    register_loss, register_optimizer, rng_from_seed,
 };
 pub use ndarray;
 pub use rand;
@@ -60,9 +58,9 @@ pub use abi::MAXI_PLUGIN_ABI_VERSION;
 /// Everything a component author usually needs, in one `use maxi_plugin::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Bounds, Gradient, GradientContext, GradientFactory, Kind, KwargProblem, KwargsSpec, Loss,
-        LossContext, LossFactory, MaxiError, MaxiRng, Optimizer, OptimizerContext,
-        OptimizerFactory, Problem, Regularization, Result, rng_from_seed,
+        Bounds, Estimate, Factory, Gradient, GradientContext, GradientKind, Kind, KwargProblem,
+        KwargsSpec, Loss, LossContext, LossKind, MaxiError, MaxiRng, Optimizer, OptimizerContext,
+        OptimizerKind, Problem, Regularization, Request, Result, Valid, rng_from_seed,
     };
     pub use ndarray::{Array1, Array2, ArrayD, ArrayView1, ArrayViewD, Axis, IxDyn};
     pub use rand::{Rng, RngExt};

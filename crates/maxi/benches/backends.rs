@@ -30,9 +30,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use maxi::ndarray::{Array2, ArrayViewD};
-use maxi::registry::{Builder, ModelContext};
+use maxi::registry::ModelContext;
 use maxi::serde_json::{self, Value, json};
-use maxi::{ExplanationGenerator, Kind, Kwargs, MaxiError, Model, mnist, model_fn};
+use maxi::{ExplanationGenerator, Kwargs, MaxiError, Model, mnist, model_fn};
 
 const CHILD_VAR: &str = "MAXI_BENCH_CHILD";
 /// Optional `batch_size` kwarg for the ONNX backends (rows per call).
@@ -93,7 +93,7 @@ fn linear() -> Arc<dyn Model> {
 fn registry_model(backend: &str, threads: usize) -> maxi::Result<Arc<dyn Model>> {
     let path = mnist::bundled_fixtures_dir().join("mnist/mnist_cnn.onnx");
     let registry = maxi::registry::global()?;
-    let component = registry.get(Kind::Model, backend)?;
+    let component = registry.get::<maxi::ModelKind>(backend)?;
     drop(registry);
     let mut kwargs = Kwargs::new()
         .set("path", path.display().to_string())?
@@ -104,13 +104,9 @@ fn registry_model(backend: &str, threads: usize) -> maxi::Result<Arc<dyn Model>>
     {
         kwargs = kwargs.set("batch_size", rows)?;
     }
-    let parsed = component.parse_kwargs(&kwargs)?;
-    match component.builder() {
-        Builder::Model(build, _) => build(parsed.as_ref(), &ModelContext { base_dir: None }),
-        _ => Err(MaxiError::Other(format!(
-            "`{backend}` is not a model backend"
-        ))),
-    }
+    component
+        .prepare(&kwargs)?
+        .build(&ModelContext { base_dir: None })
 }
 
 fn peak_rss_mb() -> Option<f64> {

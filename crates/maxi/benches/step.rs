@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use maxi::ndarray::{Array2, ArrayD, ArrayViewD, IxDyn};
-use maxi::registry::{Builder, GradientContext, LossContext, OptimizerContext};
+use maxi::registry::{GradientContext, LossContext, OptimizerContext};
 use maxi::serde_json::json;
-use maxi::{Kind, Kwargs, Model, Problem, model_fn, registry, rng_from_seed};
+use maxi::{Kwargs, Model, Problem, model_fn, registry, rng_from_seed};
 
 fn linear() -> Arc<dyn Model> {
     let w = Array2::from_shape_fn((784, 10), |(i, j)| {
@@ -28,64 +28,48 @@ fn bench_step(c: &mut Criterion) {
     let model = linear();
     let resolver = Kwargs::new().resolver();
     let build_loss = || {
-        let cem = reg.get(Kind::Loss, "cem").expect("cem");
+        let cem = reg.get::<maxi::LossKind>("cem").expect("cem");
         let kw = cem
-            .parse_kwargs(
+            .prepare(
                 &Kwargs::try_from(json!({"mode": "PP", "c": 1.0, "no_info_val": -0.5}))
                     .expect("kw"),
             )
             .expect("kwargs");
-        match cem.builder() {
-            Builder::Loss(b) => b(
-                kw.as_ref(),
-                &LossContext {
-                    x: x.view(),
-                    model: model.clone(),
-                    models: &resolver,
-                },
-            )
-            .expect("loss"),
-            _ => unreachable!(),
-        }
+        kw.build(&LossContext {
+            x: x.view(),
+            model: model.clone(),
+            models: &resolver,
+            space: std::sync::Arc::new(maxi::Identity::new(x.shape())),
+        })
+        .expect("loss")
     };
     let loss = build_loss();
     let start = loss.start();
     let bounds = loss.bounds().clone();
-    let problem = Problem::new(loss, vec![28, 28, 1]);
-    let urv = reg.get(Kind::Gradient, "urv").expect("urv");
+    let problem = Problem::identity(loss, &[28, 28, 1]);
+    let urv = reg.get::<maxi::GradientKind>("urv").expect("urv");
     let ukw = urv
-        .parse_kwargs(&Kwargs::try_from(json!({"sample_num": 100})).expect("kw"))
+        .prepare(&Kwargs::try_from(json!({"sample_num": 100})).expect("kw"))
         .expect("kwargs");
-    let mut gradient = match urv.builder() {
-        Builder::Gradient(b) => b(
-            ukw.as_ref(),
-            &GradientContext {
-                shape: &[28, 28, 1],
-            },
-        )
-        .expect("urv"),
-        _ => unreachable!(),
-    };
-    let ao = reg.get(Kind::Optimizer, "ao_exp_grad").expect("ao");
+    let mut gradient = ukw
+        .build(&GradientContext {
+            shape: &[28, 28, 1],
+        })
+        .expect("urv");
+    let ao = reg.get::<maxi::OptimizerKind>("ao_exp_grad").expect("ao");
     let okw = ao
-        .parse_kwargs(&Kwargs::try_from(json!({"l1": 0.1, "l2": 0.0})).expect("kw"))
+        .prepare(&Kwargs::try_from(json!({"l1": 0.1, "l2": 0.0})).expect("kw"))
         .expect("kwargs");
-    let mut optimizer = match ao.builder() {
-        Builder::Optimizer(b) => b(
-            okw.as_ref(),
-            &OptimizerContext {
-                start: start.view(),
-                bounds: &bounds,
-            },
-        )
-        .expect("ao"),
-        _ => unreachable!(),
-    };
+    let mut optimizer = okw
+        .build(&OptimizerContext {
+            start: start.view(),
+            bounds: &bounds,
+        })
+        .expect("ao");
     let mut rng = rng_from_seed(0);
     c.bench_function("urv_q100_ao_exp_grad_step_d784_linear", |b| {
         b.iter(|| {
-            optimizer
-                .step(&problem, gradient.as_mut(), &mut rng)
+            maxi::step_once(&problem, gradient.as_mut(), optimizer.as_mut(), &mut rng)
                 .expect("step")
         })
     });

@@ -81,7 +81,7 @@ fn explain(
         .seed(settings["seed"].as_u64().unwrap_or(0))
         .build()?;
     let e = generator.run(x.view(), cnn.clone())?;
-    let s = summary::cem_summary(&e, x.view(), cnn.as_ref())?;
+    let s = summary::summarize(&e, x.view(), cnn.as_ref())?;
     let verdict = if s.mode.starts_with("PP") {
         format!(
             "PP of image {index}: {} of {} pixels alone are classified {} (original {})",

@@ -67,7 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }))
         .build()?;
     let explanation = generator.run(x.view(), cnn.clone())?;
-    let s = summary::cem_summary(&explanation, x.view(), cnn.as_ref())?;
+    let s = summary::summarize(&explanation, x.view(), cnn.as_ref())?;
     eprintln!(
         "savepoints at updates {:?}",
         explanation.savepoints.keys().collect::<Vec<_>>()

@@ -24,6 +24,7 @@ pub use maxi_onnx::OnnxModel;
 #[cfg(feature = "onnxruntime")]
 pub use maxi_onnxruntime::OrtModel;
 
+pub mod bundled;
 pub mod mnist;
 pub mod summary;
 
@@ -42,4 +43,6 @@ pub mod components {
     pub use maxi_gradient_urv::{Urv, UrvKwargs};
     pub use maxi_gradient_usrv::{Usrv, UsrvKwargs};
     pub use maxi_loss_cem::{CemKwargs, CemLoss, CemMode};
+    pub use maxi_optimizer_ada_exp_grad::{AdaExpGrad, AdaExpGradKwargs};
+    pub use maxi_optimizer_ao_exp_grad::{AoExpGrad, AoExpGradKwargs};
 }

@@ -39,6 +39,11 @@ fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
             format!("cannot read the MNIST file ({e}); check the path"),
         )
     })?;
+    gunzip_if_needed(path, raw)
+}
+
+/// `raw` gunzipped when it starts with the gzip magic (`path` names it in errors).
+fn gunzip_if_needed(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         GzDecoder::new(raw.as_slice())
@@ -118,7 +123,11 @@ fn parse_idx<'a>(
 /// (must be `0x00000803`), or a payload whose length disagrees with the header.
 pub fn load_images(path: impl AsRef<Path>) -> Result<Array3<u8>> {
     let path = path.as_ref();
-    let bytes = read_maybe_gz(path)?;
+    images_from_bytes(path, read_maybe_gz(path)?)
+}
+
+fn images_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Array3<u8>> {
+    let bytes = gunzip_if_needed(path, bytes)?;
     let (dims, payload) = parse_idx(path, &bytes, IMAGES_MAGIC, "images (idx3-ubyte)", 3)?;
     Array3::from_shape_vec((dims[0], dims[1], dims[2]), payload.to_vec())
         .map_err(|e| MaxiError::Other(format!("internal: MNIST image array: {e}")))
@@ -130,7 +139,11 @@ pub fn load_images(path: impl AsRef<Path>) -> Result<Array3<u8>> {
 /// (must be `0x00000801`), or a payload whose length disagrees with the header.
 pub fn load_labels(path: impl AsRef<Path>) -> Result<Array1<u8>> {
     let path = path.as_ref();
-    let bytes = read_maybe_gz(path)?;
+    labels_from_bytes(path, read_maybe_gz(path)?)
+}
+
+fn labels_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Array1<u8>> {
+    let bytes = gunzip_if_needed(path, bytes)?;
     let (_, payload) = parse_idx(path, &bytes, LABELS_MAGIC, "labels (idx1-ubyte)", 1)?;
     Ok(Array1::from(payload.to_vec()))
 }
@@ -172,7 +185,10 @@ fn bundled_test_images() -> Result<&'static Array3<u8>> {
     if let Some(images) = TEST_IMAGES.get() {
         return Ok(images);
     }
-    let images = load_images(bundled_fixtures_dir().join("mnist").join(TEST_IMAGES_FILE))?;
+    let images = images_from_bytes(
+        Path::new(concat!("<bundled>/", "mnist/t10k-images-idx3-ubyte.gz")),
+        crate::bundled::MNIST_TEST_IMAGES_GZ.to_vec(),
+    )?;
     Ok(TEST_IMAGES.get_or_init(|| images))
 }
 
@@ -180,7 +196,10 @@ fn bundled_test_labels() -> Result<&'static Array1<u8>> {
     if let Some(labels) = TEST_LABELS.get() {
         return Ok(labels);
     }
-    let labels = load_labels(bundled_fixtures_dir().join("mnist").join(TEST_LABELS_FILE))?;
+    let labels = labels_from_bytes(
+        Path::new(concat!("<bundled>/", "mnist/t10k-labels-idx1-ubyte.gz")),
+        crate::bundled::MNIST_TEST_LABELS_GZ.to_vec(),
+    )?;
     Ok(TEST_LABELS.get_or_init(|| labels))
 }
 

@@ -1,22 +1,23 @@
-//! A one-look summary of a CEM explanation: classes, sparsity and cost.
+//! A one-look summary of an explanation: classes, size and cost, read from the explanation's
+//! own [`Description`](maxi_core::Description).
 
 use maxi_core::ndarray::{ArrayD, ArrayViewD};
-use maxi_core::{Explanation, MaxiError, Model, Result, predict_class};
+use maxi_core::{Explanation, MaxiError, Model, Result, Shown, predict_class};
 use serde::Serialize;
 
 /// Entries whose change exceeds this count as part of the explanation.
 pub const NONZERO_THRESHOLD: f64 = 1e-3;
 
-/// What a CEM explanation shows and what it cost.
+/// What an explanation shows and what it cost.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CemSummary {
-    /// `PP` or `PN` (smooth modes included).
+pub struct Summary {
+    /// The explanation's short label (e.g. `PP`, `PN`).
     pub mode: String,
     /// Class of the original input.
     pub original_class: usize,
-    /// Class of the PP alone, or of `x + PN`.
+    /// Class of what the explanation shows the model (the PP alone, `x + PN`).
     pub explanation_class: usize,
-    /// Entries that differ from the no-information value (PP) or from `x` (PN) by > 1e-3.
+    /// Entries whose candidate differs from the no-information value by more than 1e-3.
     pub nonzero: usize,
     /// `‖·‖₁` of the same difference.
     pub l1: f64,
@@ -32,40 +33,34 @@ pub struct CemSummary {
     pub model_s: f64,
 }
 
-/// The image a CEM explanation shows to the model: the PP itself, or `x + PN`.
+/// The input an explanation shows to the model: the candidate itself, or `x + candidate`.
+/// Explanations whose candidates are weights (not inputs) show nothing: an error.
 pub fn shown_input(e: &Explanation, x: ArrayViewD<'_, f64>) -> Result<ArrayD<f64>> {
     let last = e
         .final_candidate()
         .ok_or_else(|| MaxiError::Other("the explanation has no savepoint".into()))?;
-    Ok(if is_pn(e) { &x + last } else { last.clone() })
+    match e.description.shown {
+        Shown::Candidate => Ok(last.clone()),
+        Shown::InputPlusCandidate => Ok(&x + last),
+        Shown::Weights => Err(MaxiError::Other(format!(
+            "a {} explanation is a weight per entry, not an input the model can be shown",
+            e.description.name
+        ))),
+    }
 }
 
-fn is_pn(e: &Explanation) -> bool {
-    e.config["loss"]["mode"]
-        .as_str()
-        .is_some_and(|m| m.starts_with("PN"))
-}
-
-/// Summarises a CEM explanation of `x` by `model`.
-pub fn cem_summary(
-    e: &Explanation,
-    x: ArrayViewD<'_, f64>,
-    model: &dyn Model,
-) -> Result<CemSummary> {
+/// Summarises an explanation of `x` by `model` whose candidates are inputs (e.g. CEM).
+pub fn summarize(e: &Explanation, x: ArrayViewD<'_, f64>, model: &dyn Model) -> Result<Summary> {
     let last = e
         .final_candidate()
         .ok_or_else(|| MaxiError::Other("the explanation has no savepoint".into()))?;
     let (original_class, _) = predict_class(model, x.view())?;
     let shown = shown_input(e, x.view())?;
     let (explanation_class, _) = predict_class(model, shown.view())?;
-    let reference = if is_pn(e) {
-        0.0
-    } else {
-        e.config["loss"]["no_info_val"].as_f64().unwrap_or(0.0)
-    };
+    let reference = e.description.no_info_val;
     let diffs: Vec<f64> = last.iter().map(|v| (v - reference).abs()).collect();
-    Ok(CemSummary {
-        mode: e.config["loss"]["mode"].as_str().unwrap_or("?").to_string(),
+    Ok(Summary {
+        mode: e.description.label.clone(),
         original_class,
         explanation_class,
         nonzero: diffs.iter().filter(|d| **d > NONZERO_THRESHOLD).count(),

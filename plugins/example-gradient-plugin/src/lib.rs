@@ -70,7 +70,7 @@ pub struct UrvTutorial {
 
 impl UrvTutorial {
     /// An estimator for items of `d` entries (the seed's `img_size`).
-    pub fn new(kwargs: &UrvTutorialKwargs, d: usize) -> Self {
+    pub fn new(kwargs: &Valid<UrvTutorialKwargs>, d: usize) -> Self {
         UrvTutorial {
             t: 0,
             d,
@@ -96,12 +96,13 @@ fn shape_error(e: impl std::fmt::Display) -> MaxiError {
 }
 
 impl Gradient for UrvTutorial {
-    fn gradient(
+    fn estimate(
         &mut self,
         problem: &Problem,
-        y: ArrayViewD<'_, f64>,
+        request: &Request<'_>,
         rng: &mut MaxiRng,
-    ) -> Result<ArrayD<f64>> {
+    ) -> Result<Estimate> {
+        let y = request.at.view();
         self.t += 1;
         let mu = self.mu();
         let (d, q) = (self.d, self.q);
@@ -134,20 +135,30 @@ impl Gradient for UrvTutorial {
 
         let mut g = Array1::<f64>::zeros(d);
         for (j, value) in values.iter().enumerate() {
-            g.scaled_add(d as f64 / mu / q as f64 * (value - f0), &u.row(j));
+            g.scaled_add(d as f64 / mu / q as f64 * (value - f0.value), &u.row(j));
         }
-        g.into_shape_with_order(IxDyn(y.shape()))
-            .map_err(shape_error)
+        let gradient = g
+            .into_shape_with_order(IxDyn(y.shape()))
+            .map_err(shape_error)?;
+        // the base value comes back with the gradient (it is the step record's loss value)
+        Ok(Estimate {
+            gradient,
+            at: Some(f0),
+            also: None,
+        })
     }
 }
 
 /// Registry factory of [`UrvTutorial`].
 pub struct UrvTutorialFactory;
 
-impl GradientFactory for UrvTutorialFactory {
+impl Factory<GradientKind> for UrvTutorialFactory {
     type Kwargs = UrvTutorialKwargs;
 
-    fn build(kwargs: &UrvTutorialKwargs, ctx: &GradientContext<'_>) -> Result<Box<dyn Gradient>> {
+    fn build(
+        kwargs: &Valid<UrvTutorialKwargs>,
+        ctx: &GradientContext<'_>,
+    ) -> Result<Box<dyn Gradient>> {
         Ok(Box::new(UrvTutorial::new(
             kwargs,
             ctx.shape.iter().product(),
@@ -197,27 +208,30 @@ mod tests {
     }
 
     fn problem(shape: &[usize]) -> Problem {
-        Problem::new(
-            Box::new(SquaredNorm(Bounds::unbounded(shape))),
-            shape.to_vec(),
-        )
+        Problem::identity(Box::new(SquaredNorm(Bounds::unbounded(shape))), shape)
+    }
+
+    fn tutorial(kwargs: UrvTutorialKwargs, d: usize) -> UrvTutorial {
+        UrvTutorial::new(&Valid::check(kwargs).expect("valid kwargs"), d)
     }
 
     #[test]
     fn mu_shrinks_with_the_call_counter() {
-        let mut g = UrvTutorial::new(&UrvTutorialKwargs::default(), 784);
+        let mut g = tutorial(UrvTutorialKwargs::default(), 784);
         let p = problem(&[784]);
         let y = ArrayD::<f64>::zeros(IxDyn(&[784]));
         let mut rng = rng_from_seed(0);
-        g.gradient(&p, y.view(), &mut rng).expect("gradient");
+        g.estimate(&p, &Request::at(y.view()), &mut rng)
+            .expect("gradient");
         assert!((g.mu() - 1.0 / 28.0).abs() < 1e-15);
         for _ in 0..3 {
-            g.gradient(&p, y.view(), &mut rng).expect("gradient");
+            g.estimate(&p, &Request::at(y.view()), &mut rng)
+                .expect("gradient");
         }
         assert_eq!(g.calls(), 4);
         assert!((g.mu() - 1.0 / 56.0).abs() < 1e-15);
-        let fixed = UrvTutorial::new(
-            &UrvTutorialKwargs {
+        let fixed = tutorial(
+            UrvTutorialKwargs {
                 mu: Some(0.5),
                 num_iter: 3,
             },
@@ -227,24 +241,25 @@ mod tests {
     }
 
     #[test]
-    fn one_batched_evaluation_of_one_plus_q_rows_and_base_remembered() {
+    fn one_batched_evaluation_of_one_plus_q_rows_and_base_returned() {
         let shape = [2, 3];
         let p = problem(&shape);
         let y = ArrayD::from_shape_vec(IxDyn(&shape), vec![0.1, -0.2, 0.3, 0.0, 0.5, -0.4])
             .expect("shape");
-        let mut g = UrvTutorial::new(
-            &UrvTutorialKwargs {
+        let mut g = tutorial(
+            UrvTutorialKwargs {
                 mu: Some(1e-4),
                 num_iter: 20_000,
             },
             6,
         );
-        let est = g
-            .gradient(&p, y.view(), &mut rng_from_seed(3))
+        let e = g
+            .estimate(&p, &Request::at(y.view()), &mut rng_from_seed(3))
             .expect("gradient");
+        let est = e.gradient;
         assert_eq!(est.shape(), &shape);
         assert_eq!(p.loss_rows(), 20_001);
-        assert_eq!(p.cached(y.view()), Some(y.iter().map(|v| v * v).sum()));
+        assert_eq!(e.at.map(|a| a.value), Some(y.iter().map(|v| v * v).sum()));
         let exact = &y * 2.0;
         let err = (&est - &exact).iter().map(|v| v * v).sum::<f64>().sqrt()
             / exact.iter().map(|v| v * v).sum::<f64>().sqrt();

@@ -1,154 +1,37 @@
 //! URV: the uniform random vector zero-order gradient estimator.
 //!
-//! `g = (1/B) Σ_b Σ_{j=1..q} d/(μ·q) · (L(y + μ·u_j) − L(y)) · u_j` with `u_j` drawn from
+//! `g = (1/B) Σ_b Σ_{j=1..q} d/(μ·q) · (L(v + μ·u_j) − L(v)) · u_j` with `u_j` drawn from
 //! `N(0, I)` and scaled to unit norm, `q = sample_num / batch_num`, `B = batch_num`.
-//! The base point and the `q` perturbations of the first batch go to the loss as one batched
-//! evaluation (later batches carry only their perturbations), so a gradient costs `1 + q·B`
-//! loss rows and the base value is reused for the step record.
+//! The base point (and the request's extra point, if any) and the `q` perturbations of the
+//! first batch go to the loss as one batched evaluation (later batches carry only their
+//! perturbations), so a gradient costs `1 + q·B` loss rows and returns the base value with
+//! the gradient.
+//!
+//! The directions do not depend on the point: when another request follows
+//! ([`Request::more`]), the next call's directions are drawn on a background thread while the
+//! loss (the model) evaluates the current batch. They come from the same generator in the same
+//! order as when drawn in line, so the estimate is bit-identical either way.
 #![warn(missing_docs)]
 
-use maxi_core::registry::{GradientContext, GradientFactory, KwargProblem, KwargsSpec};
-use maxi_core::{Gradient, MaxiRng, Problem, Result, rng_from_seed};
-use ndarray::{Array1, Array2, ArrayD, ArrayViewD, ArrayViewMutD, IxDyn, s};
-use serde::{Deserialize, Serialize};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::JoinHandle;
 
-pub mod normal;
+use maxi_core::ndarray::{ArrayD, ArrayViewMutD, IxDyn};
+use maxi_core::{
+    Assessed, Estimate, Factory, Gradient, GradientContext, GradientKind, MaxiError, MaxiRng,
+    Problem, Request, Result, Valid, register_gradient, rng_from_seed,
+};
+use maxi_directions::fill_gaussian_directions;
+use maxi_directions::normal::NormalSampler;
 
-use normal::NormalSampler;
+pub use maxi_directions::DirectionKwargs;
 
-fn default_samples() -> usize {
-    100
-}
-fn one() -> usize {
-    1
-}
-fn yes() -> bool {
-    true
-}
-
-/// Kwargs of [`Urv`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UrvKwargs {
-    /// Smoothing radius μ. `null`: `1/(sample_num·√d)` in batch mode, `1/√(t·d)` (t = call
-    /// counter) otherwise.
-    #[serde(default)]
-    pub mu: Option<f64>,
-    /// Random directions per gradient (alias `num_iter`, the seed tutorial's spelling).
-    #[serde(default = "default_samples", alias = "num_iter")]
-    pub sample_num: usize,
-    /// Batches the directions are split into; must divide `sample_num`.
-    #[serde(default = "one")]
-    pub batch_num: usize,
-    /// `true`: batched estimator with fixed μ; `false`: the seed tutorial's estimator (one
-    /// batch, μ shrinking with the call counter).
-    #[serde(default = "yes")]
-    pub batch_mode: bool,
-    /// Own seed for the directions; `null` draws from the run's generator.
-    #[serde(default)]
-    pub seed: Option<u64>,
-}
-
-impl Default for UrvKwargs {
-    fn default() -> Self {
-        UrvKwargs {
-            mu: None,
-            sample_num: default_samples(),
-            batch_num: 1,
-            batch_mode: true,
-            seed: None,
-        }
-    }
-}
-
-impl UrvKwargs {
-    /// μ for a call: the given `mu`, else `1/(sample_num·√d)` in batch mode and `1/√(t·d)`
-    /// otherwise (`t` = 1-based call counter).
-    pub fn mu_for(&self, d: usize, call: u64) -> f64 {
-        let d = d as f64;
-        match (self.mu, self.batch_mode) {
-            (Some(mu), _) => mu,
-            (None, true) => 1.0 / (self.sample_num as f64 * d.sqrt()),
-            (None, false) => 1.0 / (call as f64 * d).sqrt(),
-        }
-    }
-
-    /// `(batches, directions per batch)`: `(batch_num, sample_num / batch_num)` in batch
-    /// mode, one batch of `sample_num` otherwise.
-    pub fn split(&self) -> (usize, usize) {
-        if self.batch_mode {
-            (self.batch_num, self.sample_num / self.batch_num)
-        } else {
-            (1, self.sample_num)
-        }
-    }
-}
-
-impl KwargsSpec for UrvKwargs {
-    const ALIASES: &'static [(&'static str, &'static str)] = &[("num_iter", "sample_num")];
-
-    fn validate(&self) -> std::result::Result<(), KwargProblem> {
-        if let Some(mu) = self.mu
-            && !(mu.is_finite() && mu > 0.0)
-        {
-            return Err(KwargProblem::new(
-                "mu",
-                format!("must be a positive number or null, got {mu}"),
-            ));
-        }
-        if self.sample_num == 0 {
-            return Err(KwargProblem::new("sample_num", "must be at least 1"));
-        }
-        if self.batch_mode {
-            if self.batch_num == 0 {
-                return Err(KwargProblem::new("batch_num", "must be at least 1"));
-            }
-            if self.batch_num > self.sample_num || !self.sample_num.is_multiple_of(self.batch_num) {
-                return Err(KwargProblem::new(
-                    "batch_num",
-                    format!(
-                        "{} does not divide sample_num = {}; choose a divisor so no samples are dropped",
-                        self.batch_num, self.sample_num
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
+/// Kwargs of [`Urv`] (`mu`, `sample_num` alias `num_iter`, `batch_num`, `batch_mode`, `seed`).
+pub type UrvKwargs = DirectionKwargs;
 
 // The row loops below are compiled for baseline x86-64 and for AVX2 and picked at run time
 // (`multiversion`); both builds do the same IEEE operations in the same order, so results do
 // not depend on the CPU.
-
-/// `Σ v²` over a row, in sixteen interleaved partial sums (a fixed order the compiler can
-/// vectorise into independent chains).
-#[multiversion::multiversion(targets("x86_64+avx2"))]
-fn sum_sq<T: Copy + Into<f64>>(row: &[T]) -> f64 {
-    const K: usize = 16;
-    let mut acc = [0.0f64; K];
-    let mut chunks = row.chunks_exact(K);
-    for chunk in &mut chunks {
-        for (a, v) in acc.iter_mut().zip(chunk) {
-            let v: f64 = (*v).into();
-            *a += v * v;
-        }
-    }
-    // pairwise, in a fixed order
-    let mut width = K;
-    while width > 1 {
-        width /= 2;
-        for i in 0..width {
-            acc[i] += acc[i + width];
-        }
-    }
-    let mut s = acc[0];
-    for v in chunks.remainder() {
-        let v: f64 = (*v).into();
-        s += v * v;
-    }
-    s
-}
 
 /// `out = y + step·z`, entry by entry.
 #[multiversion::multiversion(targets("x86_64+avx2"))]
@@ -166,147 +49,283 @@ fn axpy(g: &mut [f64], w: f64, z: &[f32]) {
     }
 }
 
-/// Fills `z` (`q·d` entries, row-major) with Gaussian draws and `inv_norm` (`q` entries) with
-/// the reciprocal Euclidean norm of each row, so that the unit directions are
-/// `u_j = z_j · inv_norm_j`. Keeping the norm separate saves a pass over the draws.
-pub fn fill_gaussian_directions<T: normal::Draw + Into<f64>>(
-    z: &mut [T],
-    d: usize,
-    inv_norm: &mut [f64],
-    sampler: &mut NormalSampler,
-) {
-    for (row, slot) in z.chunks_exact_mut(d.max(1)).zip(inv_norm.iter_mut()) {
-        sampler.fill(row);
-        let mut s = sum_sq(row);
-        while s <= 0.0 {
-            sampler.fill(row);
-            s = sum_sq(row);
+/// `q` Gaussian directions of `d` entries: raw draws (row-major) and reciprocal row norms.
+struct Directions {
+    z: Vec<f32>,
+    inv_norm: Vec<f64>,
+}
+
+impl Directions {
+    /// Fills `q` rows of `d` draws from `sampler`, row after row.
+    fn draw(&mut self, q: usize, d: usize, sampler: &mut NormalSampler) {
+        self.z.resize(q * d, 0.0);
+        self.inv_norm.resize(q, 0.0);
+        for (zj, inv) in self
+            .z
+            .chunks_exact_mut(d.max(1))
+            .zip(self.inv_norm.iter_mut())
+        {
+            fill_gaussian_directions(zj, d, std::slice::from_mut(inv), sampler);
         }
-        *slot = 1.0 / s.sqrt();
     }
 }
 
-/// Draws `q` Gaussian vectors of `d` entries: the raw draws `[q, d]` and the reciprocal norm of
-/// each row (see [`fill_gaussian_directions`]).
-pub fn gaussian_directions(q: usize, d: usize, rng: &mut MaxiRng) -> (Array2<f64>, Array1<f64>) {
-    let mut z = Array2::<f64>::zeros((q, d));
-    let mut inv_norm = Array1::<f64>::zeros(q);
-    if let (Some(zs), Some(ns)) = (z.as_slice_mut(), inv_norm.as_slice_mut()) {
-        fill_gaussian_directions(zs, d, ns, &mut NormalSampler::new(rng));
-    }
-    (z, inv_norm)
+/// What the drawing thread is handed: a sampler, a buffer to fill, `q` and `d`.
+type Job = (Box<NormalSampler>, Directions, usize, usize);
+
+/// A background thread that draws the next call's directions.
+struct Prefetcher {
+    jobs: Option<Sender<Job>>,
+    done: Receiver<Directions>,
+    worker: Option<JoinHandle<()>>,
+    /// A job was sent and its result not yet taken.
+    busy: bool,
 }
 
-/// Draws `q` directions of `d` entries, each scaled to unit Euclidean norm.
-pub fn unit_directions(q: usize, d: usize, rng: &mut MaxiRng) -> Array2<f64> {
-    let (mut z, inv_norm) = gaussian_directions(q, d, rng);
-    z *= &inv_norm.insert_axis(ndarray::Axis(1));
-    z
+impl Prefetcher {
+    /// Starts the thread; `None` when the system refuses one (directions are then drawn in
+    /// line).
+    fn start() -> Option<Self> {
+        let (jobs, todo) = channel::<Job>();
+        let (finished, done) = channel();
+        let worker = std::thread::Builder::new()
+            .name("maxi-urv-directions".into())
+            .spawn(move || {
+                while let Ok((mut sampler, mut dirs, q, d)) = todo.recv() {
+                    dirs.draw(q, d, &mut sampler);
+                    if finished.send(dirs).is_err() {
+                        break;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Prefetcher {
+            jobs: Some(jobs),
+            done,
+            worker: Some(worker),
+            busy: false,
+        })
+    }
+
+    /// Sends a job; gives the sampler back when the thread is gone.
+    fn send(
+        &mut self,
+        sampler: Box<NormalSampler>,
+        dirs: Directions,
+        q: usize,
+        d: usize,
+    ) -> std::result::Result<(), Box<NormalSampler>> {
+        let Some(jobs) = &self.jobs else {
+            return Err(sampler);
+        };
+        match jobs.send((sampler, dirs, q, d)) {
+            Ok(()) => {
+                self.busy = true;
+                Ok(())
+            }
+            Err(returned) => Err(returned.0.0),
+        }
+    }
+
+    fn take(&mut self) -> Option<Directions> {
+        if !std::mem::take(&mut self.busy) {
+            return None;
+        }
+        self.done.recv().ok()
+    }
+}
+
+impl Drop for Prefetcher {
+    fn drop(&mut self) {
+        // closing the job channel ends the worker's loop
+        self.jobs = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
 }
 
 /// The URV estimator (see the crate docs).
 pub struct Urv {
-    kwargs: UrvKwargs,
+    kwargs: Valid<UrvKwargs>,
     d: usize,
     calls: u64,
     own_rng: Option<MaxiRng>,
-    /// Reused buffers: Gaussian draws (f32: half the memory traffic), reciprocal norms, and
-    /// the batch of points.
-    z: Vec<f32>,
-    inv_norm: Vec<f64>,
+    /// Reused buffers: the directions (f32 draws: half the memory traffic) and the batch of
+    /// points.
+    dirs: Directions,
     points: Vec<f64>,
+    /// Draws the next call's directions while the model runs; started on first use.
+    prefetcher: Option<Prefetcher>,
+    /// A spare direction buffer for the prefetcher.
+    spare: Option<Directions>,
+    /// The next call's sampler, when it could not be handed to the prefetcher.
+    held: Option<Box<NormalSampler>>,
 }
 
 impl Urv {
-    /// An estimator for items of `d` entries.
-    pub fn new(kwargs: UrvKwargs, d: usize) -> Self {
+    /// An estimator for variables of `d` entries.
+    pub fn new(kwargs: Valid<UrvKwargs>, d: usize) -> Self {
         let own_rng = kwargs.seed.map(rng_from_seed);
         Urv {
             kwargs,
             d,
             calls: 0,
             own_rng,
-            z: Vec::new(),
-            inv_norm: Vec::new(),
+            dirs: Directions {
+                z: Vec::new(),
+                inv_norm: Vec::new(),
+            },
             points: Vec::new(),
+            prefetcher: None,
+            spare: None,
+            held: None,
         }
     }
 
-    /// μ used by the next call (after the call counter is advanced).
-    fn mu(&self) -> f64 {
-        self.kwargs.mu_for(self.d, self.calls)
+    /// A sampler for the next call's directions, from the estimator's own generator when it
+    /// has one, else from the run's.
+    fn sampler(own: &mut Option<MaxiRng>, rng: &mut MaxiRng) -> NormalSampler {
+        match own {
+            Some(r) => NormalSampler::new(r),
+            None => NormalSampler::new(rng),
+        }
+    }
+
+    /// Hands the drawing of the next call's `q` directions to the background thread; without
+    /// a thread, keeps the sampler for the next call, which then draws in line (same stream).
+    fn prefetch(&mut self, sampler: Box<NormalSampler>, q: usize) {
+        if self.prefetcher.is_none() {
+            self.prefetcher = Prefetcher::start();
+        }
+        let buffer = self.spare.take().unwrap_or(Directions {
+            z: Vec::new(),
+            inv_norm: Vec::new(),
+        });
+        let d = self.d;
+        let sent = match self.prefetcher.as_mut() {
+            Some(p) => p.send(sampler, buffer, q, d),
+            None => Err(sampler),
+        };
+        if let Err(sampler) = sent {
+            self.prefetcher = None;
+            self.held = Some(sampler);
+        }
     }
 }
 
+fn contiguous(v: &maxi_core::ndarray::ArrayViewD<'_, f64>) -> Vec<f64> {
+    v.iter().copied().collect()
+}
+
 impl Gradient for Urv {
-    fn gradient(
+    fn estimate(
         &mut self,
         problem: &Problem,
-        y: ArrayViewD<'_, f64>,
+        request: &Request<'_>,
         rng: &mut MaxiRng,
-    ) -> Result<ArrayD<f64>> {
+    ) -> Result<Estimate> {
         self.calls += 1;
-        let mu = self.mu();
+        let mu = self.kwargs.mu_for(self.d, self.calls);
         let d = self.d;
         let (batches, q) = self.kwargs.split();
-        let mut sampler = NormalSampler::new(self.own_rng.as_mut().unwrap_or(rng));
-        let flat: Vec<f64> = y.iter().copied().collect();
+        if request.at.len() != d {
+            return Err(MaxiError::Other(format!(
+                "asked for a gradient at a point of {} entries; this estimator was built for {d}",
+                request.at.len()
+            )));
+        }
+        let at = contiguous(&request.at);
+        let also = request.also.as_ref().map(contiguous);
+        let heads: Vec<&[f64]> = std::iter::once(at.as_slice())
+            .chain(also.as_deref())
+            .collect();
         let scale = d as f64 / (mu * q as f64);
-        let mut g = Array1::<f64>::zeros(d);
-        let mut base: Option<f64> = None;
-        self.z.resize(q * d, 0.0f32);
-        self.inv_norm.resize(q, 0.0);
-        for _ in 0..batches {
-            // rows: [base (first batch only); y + μ·u_1; ...; y + μ·u_q], one loss evaluation;
-            // each direction is drawn, normalised and applied while its row is in cache
-            let skip = usize::from(base.is_none());
+        let mut g = vec![0.0; d];
+        let mut values: (Option<Assessed>, Option<Assessed>) = (None, None);
+        // the directions of this call, when the previous call had them drawn in the background
+        let mut ready = self.prefetcher.as_mut().and_then(Prefetcher::take);
+        let mut sampler: Option<NormalSampler> = self.held.take().map(|b| *b);
+        for b in 0..batches {
+            // rows: [base, extra point (first batch only); v + μ·u_1; ...; v + μ·u_q]
+            let skip = if b == 0 { heads.len() } else { 0 };
             self.points.resize((q + skip) * d, 0.0);
             let (head, rows) = self.points.split_at_mut(skip * d);
-            head.copy_from_slice(&flat[..head.len()]);
-            for ((row, zj), inv) in rows
-                .chunks_exact_mut(d.max(1))
-                .zip(self.z.chunks_exact_mut(d.max(1)))
-                .zip(self.inv_norm.iter_mut())
-            {
-                fill_gaussian_directions(zj, d, std::slice::from_mut(inv), &mut sampler);
-                shifted(row, &flat, zj, mu * *inv);
+            for (dst, src) in head.chunks_exact_mut(d.max(1)).zip(&heads) {
+                dst.copy_from_slice(src);
+            }
+            match ready.take() {
+                Some(drawn) => {
+                    let old = std::mem::replace(&mut self.dirs, drawn);
+                    self.spare = Some(old);
+                    for ((row, zj), inv) in rows
+                        .chunks_exact_mut(d.max(1))
+                        .zip(self.dirs.z.chunks_exact(d.max(1)))
+                        .zip(&self.dirs.inv_norm)
+                    {
+                        shifted(row, &at, zj, mu * inv);
+                    }
+                }
+                None => {
+                    // each direction is drawn, normalised and applied while its row is in cache
+                    let s = sampler.get_or_insert_with(|| Self::sampler(&mut self.own_rng, rng));
+                    self.dirs.z.resize(q * d, 0.0);
+                    self.dirs.inv_norm.resize(q, 0.0);
+                    for ((row, zj), inv) in rows
+                        .chunks_exact_mut(d.max(1))
+                        .zip(self.dirs.z.chunks_exact_mut(d.max(1)))
+                        .zip(self.dirs.inv_norm.iter_mut())
+                    {
+                        fill_gaussian_directions(zj, d, std::slice::from_mut(inv), s);
+                        shifted(row, &at, zj, mu * *inv);
+                    }
+                }
+            }
+            if batches == 1 && request.more {
+                // the next call's directions, from the same stream, while the model runs
+                let next = Box::new(Self::sampler(&mut self.own_rng, rng));
+                self.prefetch(next, q);
             }
             let mut shape = vec![q + skip];
-            shape.extend_from_slice(y.shape());
+            shape.extend_from_slice(problem.shape());
             // the points are not needed after this call: the loss may overwrite them
             let points = ArrayViewMutD::from_shape(IxDyn(&shape), &mut self.points)
-                .map_err(|e| maxi_core::MaxiError::Other(e.to_string()))?;
-            let (f0, values) = match base {
-                None => {
-                    let all = problem.eval_with_base_row_mut(points)?;
-                    base = Some(all[0]);
-                    (all[0], all.slice(s![1..]).to_owned())
-                }
-                Some(f0) => (f0, problem.eval_batch_mut(points)?),
-            };
+                .map_err(|e| MaxiError::Other(e.to_string()))?;
+            let e = problem.assess_batch_mut(points)?;
+            if b == 0 {
+                values.0 = Some(e.at(0));
+                values.1 = also.as_ref().map(|_| e.at(1));
+            }
+            let f0 = values.0.map_or(0.0, |a| a.value);
             // Σ_j scale·(L_j − L_0)·u_j with u_j = z_j·inv_norm_j, as one axpy per direction
-            let g_flat = g.as_slice_mut().unwrap_or(&mut []);
             for ((zj, inv), v) in self
+                .dirs
                 .z
                 .chunks_exact(d.max(1))
-                .zip(&self.inv_norm)
-                .zip(values.iter())
+                .zip(&self.dirs.inv_norm)
+                .zip(e.values.iter().skip(skip))
             {
-                axpy(g_flat, (v - f0) * inv * scale, zj);
+                axpy(&mut g, (v - f0) * inv * scale, zj);
             }
         }
-        g /= batches as f64;
-        g.into_shape_with_order(IxDyn(y.shape()))
-            .map_err(|e| maxi_core::MaxiError::Other(e.to_string()))
+        let inv_b = batches as f64;
+        g.iter_mut().for_each(|v| *v /= inv_b);
+        let gradient = ArrayD::from_shape_vec(IxDyn(problem.shape()), g)
+            .map_err(|e| MaxiError::Other(e.to_string()))?;
+        Ok(Estimate {
+            gradient,
+            at: values.0,
+            also: values.1,
+        })
     }
 }
 
 /// Registry factory of [`Urv`].
 pub struct UrvFactory;
 
-impl GradientFactory for UrvFactory {
+impl Factory<GradientKind> for UrvFactory {
     type Kwargs = UrvKwargs;
-    fn build(kwargs: &UrvKwargs, ctx: &GradientContext<'_>) -> Result<Box<dyn Gradient>> {
+    fn build(kwargs: &Valid<UrvKwargs>, ctx: &GradientContext<'_>) -> Result<Box<dyn Gradient>> {
         Ok(Box::new(Urv::new(
             kwargs.clone(),
             ctx.shape.iter().product(),
@@ -314,7 +333,7 @@ impl GradientFactory for UrvFactory {
     }
 }
 
-maxi_core::register_gradient!(
+register_gradient!(
     UrvFactory,
     "urv",
     aliases = ["URVGradientEstimator", "URV"],
@@ -324,10 +343,10 @@ maxi_core::register_gradient!(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use maxi_core::ndarray::{Array1, ArrayViewD};
     use maxi_core::{Bounds, Loss};
-    use ndarray::Array1;
 
-    /// `L(y) = ‖y‖²`, gradient `2y`.
+    /// `L(v) = ‖v‖²`, gradient `2v`.
     struct SquaredNorm {
         bounds: Bounds,
     }
@@ -348,11 +367,11 @@ mod tests {
     }
 
     fn problem(shape: &[usize]) -> Problem {
-        Problem::new(
+        Problem::identity(
             Box::new(SquaredNorm {
                 bounds: Bounds::unbounded(shape),
             }),
-            shape.to_vec(),
+            shape,
         )
     }
 
@@ -365,6 +384,14 @@ mod tests {
     fn rel_error(g: &ArrayD<f64>, exact: &ArrayD<f64>) -> f64 {
         let diff: f64 = (g - exact).iter().map(|v| v * v).sum::<f64>().sqrt();
         diff / exact.iter().map(|v| v * v).sum::<f64>().sqrt()
+    }
+
+    fn urv(kw: UrvKwargs, d: usize) -> Urv {
+        Urv::new(Valid::check(kw).expect("valid kwargs"), d)
+    }
+
+    fn sq(v: &ArrayD<f64>) -> f64 {
+        v.iter().map(|x| x * x).sum()
     }
 
     #[test]
@@ -380,11 +407,12 @@ mod tests {
                 mu: Some(1e-4),
                 ..UrvKwargs::default()
             };
-            let mut urv = Urv::new(kw, 20);
             let mut rng = rng_from_seed(7);
-            let g = urv.gradient(&p, y.view(), &mut rng).expect("gradient");
-            assert_eq!(g.shape(), &shape);
-            errors.push(rel_error(&g, &exact));
+            let e = urv(kw, 20)
+                .estimate(&p, &Request::at(y.view()), &mut rng)
+                .expect("gradient");
+            assert_eq!(e.gradient.shape(), &shape);
+            errors.push(rel_error(&e.gradient, &exact));
         }
         // the estimator's relative error scales like sqrt(d / q)
         assert!(errors[2] < 0.05, "errors {errors:?}");
@@ -393,7 +421,7 @@ mod tests {
     }
 
     #[test]
-    fn batches_average_and_cost_one_plus_q_times_b_rows() {
+    fn batches_average_cost_one_plus_q_times_b_rows_and_return_the_base_value() {
         let shape = [6];
         let p = problem(&shape);
         let y = point(&shape);
@@ -402,15 +430,90 @@ mod tests {
             batch_num: 3,
             ..UrvKwargs::default()
         };
-        let mut urv = Urv::new(kw, 6);
-        let g = urv
-            .gradient(&p, y.view(), &mut rng_from_seed(1))
+        let e = urv(kw, 6)
+            .estimate(&p, &Request::at(y.view()), &mut rng_from_seed(1))
             .expect("gradient");
         // 3 batches of q = 10 000 directions, each averaged: error ~ sqrt(d/q)
-        assert!(rel_error(&g, &(&y * 2.0)) < 0.05);
+        assert!(rel_error(&e.gradient, &(&y * 2.0)) < 0.05);
         assert_eq!(p.loss_rows(), 1 + 30_000);
-        // the base value is remembered for the step record
-        assert_eq!(p.cached(y.view()), Some(y.iter().map(|v| v * v).sum()));
+        assert_eq!(e.at.map(|a| a.value), Some(sq(&y)));
+        assert_eq!(e.also, None);
+    }
+
+    #[test]
+    fn the_extra_point_rides_in_the_same_batch() {
+        let shape = [5];
+        let p = problem(&shape);
+        let y = point(&shape);
+        let other = y.mapv(|v| v + 1.0);
+        let request = Request {
+            at: y.view(),
+            also: Some(other.view()),
+            more: false,
+        };
+        let kw = UrvKwargs {
+            sample_num: 40,
+            ..UrvKwargs::default()
+        };
+        let with = urv(kw.clone(), 5)
+            .estimate(&p, &request, &mut rng_from_seed(3))
+            .expect("gradient");
+        assert_eq!(p.loss_rows(), 2 + 40);
+        assert_eq!(with.also.map(|a| a.value), Some(sq(&other)));
+        assert_eq!(with.at.map(|a| a.value), Some(sq(&y)));
+        // the extra row changes nothing else
+        let without = urv(kw, 5)
+            .estimate(&p, &Request::at(y.view()), &mut rng_from_seed(3))
+            .expect("gradient");
+        assert_eq!(with.gradient, without.gradient);
+    }
+
+    #[test]
+    fn directions_drawn_ahead_give_the_same_estimates() {
+        let shape = [7, 3];
+        let y = point(&shape);
+        for kw in [
+            UrvKwargs::default(),
+            UrvKwargs {
+                batch_mode: false,
+                sample_num: 17,
+                ..UrvKwargs::default()
+            },
+            UrvKwargs {
+                seed: Some(5),
+                ..UrvKwargs::default()
+            },
+            UrvKwargs {
+                sample_num: 20,
+                batch_num: 4,
+                ..UrvKwargs::default()
+            },
+        ] {
+            let p = problem(&shape);
+            let run = |more: bool| {
+                let mut g = urv(kw.clone(), 21);
+                let mut rng = rng_from_seed(11);
+                (0..4)
+                    .map(|i| {
+                        let at = y.mapv(|v| v * (1.0 + i as f64));
+                        let request = Request {
+                            at: at.view(),
+                            also: None,
+                            more: more && i < 3,
+                        };
+                        g.estimate(&p, &request, &mut rng)
+                            .expect("gradient")
+                            .gradient
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let ahead = run(true);
+            let inline = run(false);
+            for (a, b) in ahead.iter().zip(&inline) {
+                let bits = |x: &ArrayD<f64>| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(a), bits(b), "{kw:?}");
+            }
+        }
     }
 
     #[test]
@@ -419,13 +522,9 @@ mod tests {
             batch_mode: false,
             ..UrvKwargs::default()
         };
-        let mut urv = Urv::new(kw, 784);
-        urv.calls = 1;
-        assert!((urv.mu() - 1.0 / 28.0).abs() < 1e-15);
-        urv.calls = 4;
-        assert!((urv.mu() - 1.0 / 56.0).abs() < 1e-15);
-        let batched = Urv::new(UrvKwargs::default(), 784);
-        assert!((batched.mu() - 1.0 / 2800.0).abs() < 1e-15);
+        assert!((kw.mu_for(784, 1) - 1.0 / 28.0).abs() < 1e-15);
+        assert!((kw.mu_for(784, 4) - 1.0 / 56.0).abs() < 1e-15);
+        assert!((UrvKwargs::default().mu_for(784, 1) - 1.0 / 2800.0).abs() < 1e-15);
     }
 
     #[test]
@@ -434,38 +533,22 @@ mod tests {
         let y = point(&shape);
         let run = |seed| {
             let p = problem(&shape);
-            Urv::new(UrvKwargs::default(), 8)
-                .gradient(&p, y.view(), &mut rng_from_seed(seed))
+            urv(UrvKwargs::default(), 8)
+                .estimate(&p, &Request::at(y.view()), &mut rng_from_seed(seed))
                 .expect("gradient")
+                .gradient
         };
         assert_eq!(run(3), run(3));
         assert_ne!(run(3), run(4));
     }
 
     #[test]
-    fn directions_have_unit_norm() {
-        let u = unit_directions(5, 9, &mut rng_from_seed(0));
-        for row in u.rows() {
-            assert!((row.dot(&row) - 1.0).abs() < 1e-12);
-        }
-    }
-
-    #[test]
-    fn kwargs_validation_names_the_field() {
-        let bad = UrvKwargs {
-            sample_num: 10,
-            batch_num: 3,
-            ..UrvKwargs::default()
-        };
-        assert_eq!(KwargsSpec::validate(&bad).unwrap_err().field, "batch_num");
-        let bad = UrvKwargs {
-            mu: Some(-1.0),
-            ..UrvKwargs::default()
-        };
-        assert_eq!(KwargsSpec::validate(&bad).unwrap_err().field, "mu");
-        let seed_spelling: UrvKwargs =
-            serde_json::from_value(serde_json::json!({"mu": null, "num_iter": 150}))
-                .expect("alias");
-        assert_eq!(seed_spelling.sample_num, 150);
+    fn a_point_of_the_wrong_size_is_an_error() {
+        let p = problem(&[3]);
+        let y = point(&[4]);
+        let err = urv(UrvKwargs::default(), 3)
+            .estimate(&p, &Request::at(y.view()), &mut rng_from_seed(0))
+            .expect_err("wrong size accepted");
+        assert!(err.to_string().contains("built for 3"), "{err}");
     }
 }

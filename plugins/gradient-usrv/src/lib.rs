@@ -1,31 +1,34 @@
 //! USRV: the two-point (symmetric) random vector gradient estimator.
 //!
-//! `g = (1/B) Σ_b d/(2μq) Σ_{j=1..q} (L(y + μ·u_j) − L(y − μ·u_j)) · u_j` with unit-norm
-//! Gaussian directions `u_j`. The base point rides along in the first batched evaluation
-//! (for the step record), so a gradient costs `1 + 2·q·B` loss rows.
+//! `g = (1/B) Σ_b d/(2μq) Σ_{j=1..q} (L(v + μ·u_j) − L(v − μ·u_j)) · u_j` with unit-norm
+//! Gaussian directions `u_j`. The base point (and the request's extra point, if any) ride
+//! along in the first batched evaluation, so a gradient costs `1 + 2·q·B` loss rows and
+//! returns the base value with the gradient.
 //! (MAXi's non-batched version multiplies by `d·μ/2` instead of dividing by `2μ`; not here.)
 #![warn(missing_docs)]
 
-use maxi_core::registry::{GradientContext, GradientFactory};
-use maxi_core::{Gradient, MaxiError, MaxiRng, Problem, Result, rng_from_seed};
-use maxi_gradient_urv::{UrvKwargs, unit_directions};
-use ndarray::{Array1, ArrayD, ArrayViewD, Axis, IxDyn, concatenate, s};
+use maxi_core::ndarray::{Array1, Axis, IxDyn, concatenate, s};
+use maxi_core::{
+    Assessed, Estimate, Factory, Gradient, GradientContext, GradientKind, MaxiError, MaxiRng,
+    Problem, Request, Result, Valid, register_gradient, rng_from_seed,
+};
+use maxi_directions::{DirectionKwargs, unit_directions};
 
 /// Kwargs of [`Usrv`]: the same as URV's (`mu`, `sample_num` alias `num_iter`, `batch_num`,
 /// `batch_mode`, `seed`), with `sample_num` counting direction pairs.
-pub type UsrvKwargs = UrvKwargs;
+pub type UsrvKwargs = DirectionKwargs;
 
 /// The USRV estimator (see the crate docs).
 pub struct Usrv {
-    kwargs: UsrvKwargs,
+    kwargs: Valid<UsrvKwargs>,
     d: usize,
     calls: u64,
     own_rng: Option<MaxiRng>,
 }
 
 impl Usrv {
-    /// An estimator for items of `d` entries.
-    pub fn new(kwargs: UsrvKwargs, d: usize) -> Self {
+    /// An estimator for variables of `d` entries.
+    pub fn new(kwargs: Valid<UsrvKwargs>, d: usize) -> Self {
         let own_rng = kwargs.seed.map(rng_from_seed);
         Usrv {
             kwargs,
@@ -41,51 +44,78 @@ fn shape_err(e: impl std::fmt::Display) -> MaxiError {
 }
 
 impl Gradient for Usrv {
-    fn gradient(
+    fn estimate(
         &mut self,
         problem: &Problem,
-        y: ArrayViewD<'_, f64>,
+        request: &Request<'_>,
         rng: &mut MaxiRng,
-    ) -> Result<ArrayD<f64>> {
+    ) -> Result<Estimate> {
         self.calls += 1;
         let mu = self.kwargs.mu_for(self.d, self.calls);
         let d = self.d;
         let (batches, q) = self.kwargs.split();
         let rng = self.own_rng.as_mut().unwrap_or(rng);
-        let flat = y.to_shape(d).map_err(shape_err)?;
-        let mut shape = vec![2 * q];
-        shape.extend_from_slice(y.shape());
+        if request.at.len() != d {
+            return Err(MaxiError::Other(format!(
+                "asked for a gradient at a point of {} entries; this estimator was built for {d}",
+                request.at.len()
+            )));
+        }
+        let flat = request.at.to_shape(d).map_err(shape_err)?;
+        let mut heads = vec![flat.view().insert_axis(Axis(0))];
+        let also = match &request.also {
+            Some(a) => Some(a.to_shape(d).map_err(shape_err)?),
+            None => None,
+        };
+        if let Some(a) = &also {
+            heads.push(a.view().insert_axis(Axis(0)));
+        }
         let mut g = Array1::<f64>::zeros(d);
+        let mut values: (Option<Assessed>, Option<Assessed>) = (None, None);
         for b in 0..batches {
             let u = unit_directions(q, d, rng);
             let step = &u * mu;
             let center = flat.view().insert_axis(Axis(0));
             let plus = &center + &step;
             let minus = &center - &step;
-            let points = concatenate(Axis(0), &[plus.view(), minus.view()]).map_err(shape_err)?;
-            let points = points
+            let mut parts = if b == 0 { heads.clone() } else { Vec::new() };
+            let skip = parts.len();
+            parts.push(plus.view());
+            parts.push(minus.view());
+            let points = concatenate(Axis(0), &parts).map_err(shape_err)?;
+            let mut shape = vec![points.shape()[0]];
+            shape.extend_from_slice(problem.shape());
+            let mut points = points
                 .into_shape_with_order(IxDyn(&shape))
                 .map_err(shape_err)?;
-            let values = if b == 0 {
-                problem.eval_with_base(y.view(), points.view())?.1
-            } else {
-                problem.eval_batch(points.view())?
-            };
+            let e = problem.assess_batch_mut(points.view_mut())?;
+            if b == 0 {
+                values.0 = Some(e.at(0));
+                values.1 = also.as_ref().map(|_| e.at(1));
+            }
+            let pm = e.values.slice(s![skip..]);
             let scale = d as f64 / (2.0 * mu * q as f64);
-            let diffs = (&values.slice(s![..q]) - &values.slice(s![q..])).mapv(|v| v * scale);
+            let diffs = (&pm.slice(s![..q]) - &pm.slice(s![q..])).mapv(|v| v * scale);
             g += &diffs.dot(&u);
         }
         g /= batches as f64;
-        g.into_shape_with_order(IxDyn(y.shape())).map_err(shape_err)
+        let gradient = g
+            .into_shape_with_order(IxDyn(problem.shape()))
+            .map_err(shape_err)?;
+        Ok(Estimate {
+            gradient,
+            at: values.0,
+            also: values.1,
+        })
     }
 }
 
 /// Registry factory of [`Usrv`].
 pub struct UsrvFactory;
 
-impl GradientFactory for UsrvFactory {
+impl Factory<GradientKind> for UsrvFactory {
     type Kwargs = UsrvKwargs;
-    fn build(kwargs: &UsrvKwargs, ctx: &GradientContext<'_>) -> Result<Box<dyn Gradient>> {
+    fn build(kwargs: &Valid<UsrvKwargs>, ctx: &GradientContext<'_>) -> Result<Box<dyn Gradient>> {
         Ok(Box::new(Usrv::new(
             kwargs.clone(),
             ctx.shape.iter().product(),
@@ -93,7 +123,7 @@ impl GradientFactory for UsrvFactory {
     }
 }
 
-maxi_core::register_gradient!(
+register_gradient!(
     UsrvFactory,
     "usrv",
     aliases = ["USRVGradientEstimator", "USRV"],
@@ -103,6 +133,7 @@ maxi_core::register_gradient!(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use maxi_core::ndarray::{ArrayD, ArrayViewD};
     use maxi_core::{Bounds, Loss};
 
     /// `L(y) = Σ sin(y_i)`, gradient `cos(y)`.
@@ -128,11 +159,11 @@ mod tests {
     #[test]
     fn estimates_smooth_gradient_with_correct_scale() {
         let d = 10;
-        let p = Problem::new(
+        let p = Problem::identity(
             Box::new(SinSum {
                 bounds: Bounds::unbounded(&[d]),
             }),
-            vec![d],
+            &[d],
         );
         let y = ArrayD::from_shape_vec(vec![d], (0..d).map(|i| i as f64 * 0.3).collect())
             .expect("shape");
@@ -145,9 +176,10 @@ mod tests {
                 mu: Some(1e-3),
                 ..UsrvKwargs::default()
             };
-            let g = Usrv::new(kw, d)
-                .gradient(&p, y.view(), &mut rng_from_seed(5))
-                .expect("gradient");
+            let g = Usrv::new(Valid::check(kw).expect("valid"), d)
+                .estimate(&p, &Request::at(y.view()), &mut rng_from_seed(5))
+                .expect("gradient")
+                .gradient;
             let err = (&g - &exact).iter().map(|v| v * v).sum::<f64>().sqrt()
                 / exact.iter().map(|v| v * v).sum::<f64>().sqrt();
             errs.push(err);

@@ -18,9 +18,11 @@
 
 use std::sync::Arc;
 
-use maxi_core::registry::{KwargProblem, KwargsSpec, LossContext, LossFactory};
-use maxi_core::{Bounds, CountingModel, Loss, MaxiError, Model, ModelRef, Result};
-use ndarray::{Array1, ArrayD, ArrayViewD, ArrayViewMutD, Axis, IxDyn};
+use maxi_core::ndarray::{Array1, ArrayD, ArrayViewD, ArrayViewMutD, Axis, IxDyn};
+use maxi_core::{
+    Bounds, CountingModel, Description, Factory, KwargProblem, KwargsSpec, Loss, LossContext,
+    LossKind, MaxiError, Model, ModelRef, Result, Shown, Valid,
+};
 use serde::{Deserialize, Serialize};
 
 /// Which explanation CEM computes.
@@ -148,6 +150,7 @@ pub struct CemLoss {
     target: usize,
     pn_target: Option<usize>,
     offset: f64,
+    input_range: Option<[f64; 2]>,
     bounds: Bounds,
 }
 
@@ -192,14 +195,22 @@ fn argmax<'a>(scores: impl Iterator<Item = &'a f64>) -> usize {
 }
 
 impl CemLoss {
-    /// Builds the loss for input `x` (kwargs already validated).
-    pub fn new(kw: &CemKwargs, ctx: &LossContext<'_>) -> Result<Self> {
+    /// Builds the loss for input `x`.
+    pub fn new(kw: &Valid<CemKwargs>, ctx: &LossContext<'_>) -> Result<Self> {
         let invalid = |p: KwargProblem| MaxiError::InvalidKwarg {
             kind: maxi_core::Kind::Loss,
             component: "cem".into(),
             field: p.field,
             message: p.message,
         };
+        if !ctx.space.is_identity() {
+            return Err(MaxiError::InvalidSetting {
+                name: "loss".into(),
+                message:
+                    "cem works on the input's own entries; it does not take a segmentation yet"
+                        .into(),
+            });
+        }
         let x = ctx.x.to_owned();
         let shape = x.shape().to_vec();
         let scores = ctx.model.predict(x.view().insert_axis(Axis(0)))?;
@@ -296,6 +307,7 @@ impl CemLoss {
             target,
             pn_target: kw.pn_target,
             offset,
+            input_range: kw.input_range,
             bounds,
         })
     }
@@ -417,14 +429,30 @@ impl Loss for CemLoss {
     fn candidate(&self, y: ArrayViewD<'_, f64>) -> ArrayD<f64> {
         y.mapv(|v| v + self.offset)
     }
+
+    fn describe(&self) -> Description {
+        let (label, name, shown, no_info_val) = if self.mode.is_pp() {
+            ("PP", "pertinent positive", Shown::Candidate, self.offset)
+        } else {
+            ("PN", "pertinent negative", Shown::InputPlusCandidate, 0.0)
+        };
+        Description {
+            label: label.into(),
+            name: name.into(),
+            shown,
+            no_info_val,
+            class: Some(self.target),
+            input_range: self.input_range,
+        }
+    }
 }
 
 /// Registry factory of [`CemLoss`].
 pub struct CemFactory;
 
-impl LossFactory for CemFactory {
+impl Factory<LossKind> for CemFactory {
     type Kwargs = CemKwargs;
-    fn build(kwargs: &CemKwargs, ctx: &LossContext<'_>) -> Result<Box<dyn Loss>> {
+    fn build(kwargs: &Valid<CemKwargs>, ctx: &LossContext<'_>) -> Result<Box<dyn Loss>> {
         Ok(Box::new(CemLoss::new(kwargs, ctx)?))
     }
 }
@@ -439,16 +467,16 @@ maxi_core::register_loss!(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use maxi_core::{Kwargs, model_fn};
-    use ndarray::{ArrayD, arr1};
+    use maxi_core::ndarray::{ArrayD, arr1};
+    use maxi_core::{Identity, Kwargs, model_fn};
 
     /// Three classes over two inputs: s = W·z + b.
     fn linear() -> Arc<dyn Model> {
         model_fn("linear", |b: ArrayViewD<'_, f64>| {
-            let w = ndarray::arr2(&[[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]);
+            let w = maxi_core::ndarray::arr2(&[[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]);
             let n = b.shape()[0];
             let z = b.to_shape((n, 2)).expect("shape");
-            (z.dot(&w.t()) + ndarray::arr1(&[0.0, 0.1, 0.0])).into_dyn()
+            (z.dot(&w.t()) + arr1(&[0.0, 0.1, 0.0])).into_dyn()
         })
     }
 
@@ -466,11 +494,12 @@ mod tests {
         }
         let resolver = k.resolver();
         CemLoss::new(
-            &kw,
+            &Valid::check(kw).expect("valid kwargs"),
             &LossContext {
                 x: x.view(),
                 model: linear(),
                 models: &resolver,
+                space: Arc::new(Identity::new(&[2])),
             },
         )
         .expect("loss")
@@ -485,7 +514,7 @@ mod tests {
         // every other row of a batch with a junk row after each one
         let padded: Vec<f64> = rows.iter().flat_map(|r| [r[0], r[1], 9.0, 9.0]).collect();
         let padded = ArrayD::from_shape_vec(vec![2 * rows.len(), 2], padded).expect("batch");
-        let strided = padded.slice(ndarray::s![..;2, ..]).into_dyn();
+        let strided = padded.slice(maxi_core::ndarray::s![..;2, ..]).into_dyn();
         assert!(rows.len() < 2 || strided.as_slice().is_none());
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(

@@ -1,26 +1,66 @@
 //! AdaExpGrad optimiser for maxi: adaptive exponentiated gradient with elastic-net
 //! regularisation and box constraints.
 //!
-//! The mirror map and the proximal step are shared with AO-ExpGrad
-//! ([`maxi_optimizer_ao_exp_grad::mirror`], [`maxi_optimizer_ao_exp_grad::prox`]).
+//! `x = y = x0`, `λ = 1`, `t = 0`, `β = 1/d`. One update with the gradient `g` at `x`:
+//! `t += 1; λ += ‖g‖∞²; α = η·√λ; z = sign(x)·ln(|x|/β + 1) − g/α`;
+//! `x = clip(prox(z, l1/α, β, l2/α))`; `y = x/t + (1 − 1/t)·y`. The reported iterate is `y`.
+//! The mirror map and proximal step come from [`maxi_expgrad`].
 #![warn(missing_docs)]
 
 use maxi_core::ndarray::{ArrayD, ArrayViewD, Zip};
 use maxi_core::{
-    Bounds, Gradient, MaxiRng, Optimizer, OptimizerContext, OptimizerFactory, Problem,
-    Regularization, Result, register_optimizer,
+    Bounds, Factory, KwargProblem, KwargsSpec, Optimizer, OptimizerContext, OptimizerKind,
+    Regularization, Result, Valid, register_optimizer,
 };
-use maxi_optimizer_ao_exp_grad::{check_gradient, check_start, mirror, prox};
+use maxi_expgrad::{check_penalties, check_start, max_abs, mirror, prox};
+use serde::{Deserialize, Serialize};
 
-pub use maxi_optimizer_ao_exp_grad::ExpGradKwargs;
+fn default_l1() -> f64 {
+    0.5
+}
+fn default_l2() -> f64 {
+    0.5
+}
+fn default_eta() -> f64 {
+    1.0
+}
 
-/// Kwargs of `ada_exp_grad` (the same `l1`, `l2`, `eta` as AO-ExpGrad, same defaults).
-pub type AdaExpGradKwargs = ExpGradKwargs;
+/// Kwargs of `ada_exp_grad`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdaExpGradKwargs {
+    /// Weight of the L1 penalty `l1·‖v‖₁` (≥ 0); larger values give sparser explanations.
+    #[serde(default = "default_l1")]
+    pub l1: f64,
+    /// Weight of the L2 penalty `(l2/2)·‖v‖₂²` (≥ 0).
+    #[serde(default = "default_l2")]
+    pub l2: f64,
+    /// Step-size scale (> 0): the adaptive denominator of the gradient step is `eta·√λ`;
+    /// larger values take smaller steps.
+    #[serde(default = "default_eta")]
+    pub eta: f64,
+}
 
-/// The AdaExpGrad optimiser (adaptive exponentiated gradient).
+impl Default for AdaExpGradKwargs {
+    fn default() -> Self {
+        AdaExpGradKwargs {
+            l1: default_l1(),
+            l2: default_l2(),
+            eta: default_eta(),
+        }
+    }
+}
+
+impl KwargsSpec for AdaExpGradKwargs {
+    fn validate(&self) -> std::result::Result<(), KwargProblem> {
+        check_penalties(self.l1, self.l2, self.eta)
+    }
+}
+
+/// The AdaExpGrad optimiser (see the crate docs).
 ///
-/// Minimises `L(y) + l1·‖y‖₁ + (l2/2)·‖y‖₂²` over a box; the gradient is taken at the current
-/// iterate `x`, and [`Optimizer::step`] returns the running average `y` of the iterates.
+/// Minimises `L(v) + l1·‖v‖₁ + (l2/2)·‖v‖₂²` over a box; the gradient is taken at the current
+/// iterate `x`, and the reported iterate is the running average `y` of the `x`.
 #[derive(Debug, Clone)]
 pub struct AdaExpGrad {
     l1: f64,
@@ -38,7 +78,7 @@ pub struct AdaExpGrad {
 impl AdaExpGrad {
     /// A fresh optimiser at `start` (`x = y = start`, `λ = 1`, `t = 0`, `β = 1/d`).
     pub fn new(
-        kwargs: &ExpGradKwargs,
+        kwargs: &Valid<AdaExpGradKwargs>,
         start: ArrayViewD<'_, f64>,
         bounds: &Bounds,
     ) -> Result<Self> {
@@ -61,25 +101,17 @@ impl AdaExpGrad {
     pub fn x(&self) -> &ArrayD<f64> {
         &self.x
     }
-
-    /// The current averaged iterate `y`.
-    pub fn y(&self) -> &ArrayD<f64> {
-        &self.y
-    }
 }
 
 impl Optimizer for AdaExpGrad {
-    fn step(
-        &mut self,
-        problem: &Problem,
-        gradient: &mut dyn Gradient,
-        rng: &mut MaxiRng,
-    ) -> Result<ArrayD<f64>> {
-        let g = gradient.gradient(problem, self.x.view(), rng)?;
-        check_gradient(&g, self.x.shape())?;
+    fn query(&self) -> ArrayViewD<'_, f64> {
+        self.x.view()
+    }
+
+    fn update(&mut self, g: ArrayViewD<'_, f64>) -> Result<()> {
         self.t += 1.0;
         let t = self.t;
-        let g_max = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let g_max = max_abs(g.iter());
         self.lambda += g_max * g_max;
         let alpha = self.eta * self.lambda.sqrt();
         let threshold = self.l1 / alpha;
@@ -102,7 +134,11 @@ impl Optimizer for AdaExpGrad {
             .and(&self.lower)
             .and(&self.upper)
             .for_each(|y, &x, &lo, &hi| *y = (x / t + wy * *y).clamp(lo, hi));
-        Ok(self.y.clone())
+        Ok(())
+    }
+
+    fn iterate(&self) -> ArrayViewD<'_, f64> {
+        self.y.view()
     }
 
     fn regularization(&self) -> Regularization {
@@ -116,9 +152,12 @@ impl Optimizer for AdaExpGrad {
 /// Registry factory of [`AdaExpGrad`].
 pub struct AdaExpGradFactory;
 
-impl OptimizerFactory for AdaExpGradFactory {
-    type Kwargs = ExpGradKwargs;
-    fn build(kwargs: &Self::Kwargs, ctx: &OptimizerContext<'_>) -> Result<Box<dyn Optimizer>> {
+impl Factory<OptimizerKind> for AdaExpGradFactory {
+    type Kwargs = AdaExpGradKwargs;
+    fn build(
+        kwargs: &Valid<AdaExpGradKwargs>,
+        ctx: &OptimizerContext<'_>,
+    ) -> Result<Box<dyn Optimizer>> {
         Ok(Box::new(AdaExpGrad::new(
             kwargs,
             ctx.start.view(),

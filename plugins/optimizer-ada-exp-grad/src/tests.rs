@@ -1,8 +1,11 @@
 use super::*;
 use maxi_core::ndarray::IxDyn;
-use maxi_core::registry::Builder;
-use maxi_core::{Kind, Kwargs, MaxiError, rng_from_seed};
-use maxi_optimizer_ao_exp_grad::testing::*;
+use maxi_core::{Kwargs, MaxiError, Problem, rng_from_seed, step_once};
+use maxi_expgrad::testing::*;
+
+fn valid(k: AdaExpGradKwargs) -> Valid<AdaExpGradKwargs> {
+    Valid::check(k).expect("valid kwargs")
+}
 
 /// Max-norm distance of `a` to `b`.
 fn dist(a: &ArrayD<f64>, b: &[f64]) -> f64 {
@@ -17,7 +20,7 @@ fn run(opt: &mut dyn Optimizer, p: &Problem, steps: usize) -> ArrayD<f64> {
     let mut rng = rng_from_seed(0);
     let mut y = ArrayD::zeros(IxDyn(&[5]));
     for _ in 0..steps {
-        y = opt.step(p, &mut grad, &mut rng).expect("step");
+        y = step_once(p, &mut grad, opt, &mut rng).expect("step");
         assert!(
             y.iter().all(|v| v.is_finite() && (LO..=HI).contains(v)),
             "{y}"
@@ -34,11 +37,12 @@ fn converges_on_elastic_net_box_problem() {
     assert_eq!(&y_star[..4], &[HI, LO, 0.0, 0.0]);
     assert!(y_star[4] > 0.0 && y_star[4] < HI);
     for (l1, l2) in [(0.5, 0.5), (0.5, 0.0)] {
-        let k = ExpGradKwargs { l1, l2, eta: 1.0 };
+        let k = AdaExpGradKwargs { l1, l2, eta: 1.0 };
         let y_star = minimiser(&C, l1, l2, LO, HI);
         let p = problem(&C, LO, HI);
         let start = ArrayD::zeros(IxDyn(&[5]));
-        let mut opt = AdaExpGrad::new(&k, start.view(), &bounds_of(LO, HI, 5)).expect("build");
+        let mut opt =
+            AdaExpGrad::new(&valid(k), start.view(), &bounds_of(LO, HI, 5)).expect("build");
 
         let y = run(&mut opt, &p, 3000);
         // The iterate x reaches the minimiser to rounding, exact zeros included.
@@ -77,42 +81,39 @@ fn converges_on_elastic_net_box_problem() {
 #[test]
 fn registered_and_converges_when_built_through_registry() -> Result<()> {
     let registry = maxi_core::registry::global()?;
-    let c = registry.get(Kind::Optimizer, "ada_exp_grad")?;
-    assert_eq!(c.name, "ada_exp_grad");
-    assert_eq!(c.aliases, ["AdaExpGradOptimizer", "AdaExpGrad"]);
+    let c = registry.get::<OptimizerKind>("ada_exp_grad")?;
+    assert_eq!(c.meta.name, "ada_exp_grad");
+    assert_eq!(c.meta.aliases, ["AdaExpGradOptimizer", "AdaExpGrad"]);
     for alias in ["AdaExpGradOptimizer", "AdaExpGrad", "adaexpgrad"] {
-        assert_eq!(registry.get(Kind::Optimizer, alias)?.name, "ada_exp_grad");
+        assert_eq!(
+            registry.get::<OptimizerKind>(alias)?.meta.name,
+            "ada_exp_grad"
+        );
     }
-    assert_eq!(c.accepted_kwargs(), ["eta", "l1", "l2"]);
-    let parsed = c.parse_kwargs(&Kwargs::from_serialize(&serde_json::json!({"l2": 0.25}))?)?;
+    assert_eq!(c.meta.accepted_kwargs(), ["eta", "l1", "l2"]);
+    let parsed = c.prepare(&Kwargs::from_serialize(&serde_json::json!({"l2": 0.25}))?)?;
     assert_eq!(
-        parsed.to_json(),
+        parsed.kwargs_json(),
         serde_json::json!({"l1": 0.5, "l2": 0.25, "eta": 1.0})
     );
     let start = ArrayD::zeros(IxDyn(&[5]));
     let bounds = bounds_of(LO, HI, 5);
-    let Builder::Optimizer(build) = c.builder() else {
-        panic!("ada_exp_grad is not an optimiser builder");
-    };
-    let mut opt = build(
-        parsed.as_ref(),
-        &OptimizerContext {
-            start: start.view(),
-            bounds: &bounds,
-        },
-    )?;
+    let mut opt = parsed.build(&OptimizerContext {
+        start: start.view(),
+        bounds: &bounds,
+    })?;
     assert_eq!(opt.regularization(), Regularization { l1: 0.5, l2: 0.25 });
     let p = problem(&C, LO, HI);
     let y = run(opt.as_mut(), &p, 3000);
     let err = dist(&y, &minimiser(&C, 0.5, 0.25, LO, HI));
     assert!(err <= 5e-3, "{err}");
     // Same iterates as the optimiser built directly.
-    let k = ExpGradKwargs {
+    let k = AdaExpGradKwargs {
         l1: 0.5,
         l2: 0.25,
         eta: 1.0,
     };
-    let mut direct = AdaExpGrad::new(&k, start.view(), &bounds)?;
+    let mut direct = AdaExpGrad::new(&valid(k), start.view(), &bounds)?;
     assert_eq!(run(&mut direct, &p, 3000), y);
     Ok(())
 }
@@ -120,22 +121,22 @@ fn registered_and_converges_when_built_through_registry() -> Result<()> {
 #[test]
 fn bad_kwargs_are_reported() -> Result<()> {
     let registry = maxi_core::registry::global()?;
-    let c = registry.get(Kind::Optimizer, "AdaExpGrad")?;
-    match c.parse_kwargs(&Kwargs::from_serialize(&serde_json::json!({"beta": 0.1}))?) {
+    let c = registry.get::<OptimizerKind>("AdaExpGrad")?;
+    match c.prepare(&Kwargs::from_serialize(&serde_json::json!({"beta": 0.1}))?) {
         Err(MaxiError::UnknownKwarg { key, accepted, .. }) => {
             assert_eq!(key, "beta");
             assert_eq!(accepted, ["eta", "l1", "l2"]);
         }
         other => panic!("expected UnknownKwarg, got {:?}", other.err()),
     }
-    match c.parse_kwargs(&Kwargs::from_serialize(&serde_json::json!({"l1": -1}))?) {
+    match c.prepare(&Kwargs::from_serialize(&serde_json::json!({"l1": -1}))?) {
         Err(MaxiError::InvalidKwarg { field, message, .. }) => {
             assert_eq!(field, "l1");
             assert!(message.contains(">= 0"), "{message}");
         }
         other => panic!("expected InvalidKwarg, got {:?}", other.err()),
     }
-    match c.parse_kwargs(&Kwargs::from_serialize(&serde_json::json!({"eta": -1.0}))?) {
+    match c.prepare(&Kwargs::from_serialize(&serde_json::json!({"eta": -1.0}))?) {
         Err(MaxiError::InvalidKwarg { field, .. }) => assert_eq!(field, "eta"),
         other => panic!("expected InvalidKwarg, got {:?}", other.err()),
     }
@@ -179,14 +180,15 @@ fn reference_steps(c: &[f64], l1: f64, l2: f64, eta: f64, n: usize) -> Vec<(Vec<
 fn first_steps_follow_the_spec() {
     for (l1, l2, eta) in [(0.5, 0.5, 1.0), (0.1, 0.0, 2.0), (0.0, 1.0, 0.5)] {
         let reference = reference_steps(&C, l1, l2, eta, 30);
-        let k = ExpGradKwargs { l1, l2, eta };
+        let k = AdaExpGradKwargs { l1, l2, eta };
         let start = ArrayD::zeros(IxDyn(&[5]));
-        let mut opt = AdaExpGrad::new(&k, start.view(), &bounds_of(LO, HI, 5)).expect("build");
+        let mut opt =
+            AdaExpGrad::new(&valid(k), start.view(), &bounds_of(LO, HI, 5)).expect("build");
         let p = problem(&C, LO, HI);
         let mut grad = Exact::default();
         let mut rng = rng_from_seed(0);
         for (i, (at, y_ref)) in reference.iter().enumerate() {
-            let y = opt.step(&p, &mut grad, &mut rng).expect("step");
+            let y = step_once(&p, &mut grad, &mut opt, &mut rng).expect("step");
             // The gradient is taken at x, not at the average y.
             let asked = grad.points.last().expect("gradient called");
             for (a, b) in asked.iter().zip(at) {
@@ -203,7 +205,7 @@ fn first_steps_follow_the_spec() {
                     i + 1
                 );
             }
-            assert_eq!(opt.y(), &y);
+            assert_eq!(opt.iterate(), y.view());
         }
         // After step 1 the gradient point (x) differs from the returned average.
         let x2: Vec<f64> = grad.points[2].iter().copied().collect();
@@ -216,17 +218,18 @@ fn soft_threshold_never_flips_sign() {
     // l2 = 0 and a tiny gradient: |z| < l1/α, so the coordinate must become exactly 0 (MAXi's
     // l2 == 0 branch, without max(·, 0), would give β(e^{|z|−thr} − 1) < 0 with z's sign).
     let c = [0.01, -0.01, 0.0];
-    let k = ExpGradKwargs {
+    let k = AdaExpGradKwargs {
         l1: 0.5,
         l2: 0.0,
         eta: 1.0,
     };
     let start = ArrayD::zeros(IxDyn(&[3]));
-    let mut opt = AdaExpGrad::new(&k, start.view(), &bounds_of(-1.0, 1.0, 3)).expect("build");
+    let mut opt =
+        AdaExpGrad::new(&valid(k), start.view(), &bounds_of(-1.0, 1.0, 3)).expect("build");
     let p = problem(&c, -1.0, 1.0);
     let mut rng = rng_from_seed(0);
     for _ in 0..5 {
-        let y = opt.step(&p, &mut Exact::default(), &mut rng).expect("step");
+        let y = step_once(&p, &mut Exact::default(), &mut opt, &mut rng).expect("step");
         assert!(y.iter().all(|&v| v == 0.0), "{y}");
     }
 }

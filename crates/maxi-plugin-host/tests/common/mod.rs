@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use maxi_core::ndarray::{Array1, Array2, ArrayD, ArrayViewD, IxDyn};
-use maxi_core::registry::{Builder, GradientContext};
-use maxi_core::{Bounds, Gradient, Kind, Kwargs, Loss, Model, Problem, Result, model_fn, registry};
+use maxi_core::registry::GradientContext;
+use maxi_core::{Bounds, Gradient, Kwargs, Loss, Model, Problem, Result, model_fn, registry};
 
 /// The workspace's root folder.
 pub fn workspace_root() -> PathBuf {
@@ -223,7 +223,7 @@ impl Loss for PanickingLoss {
 
 /// A problem around `loss` for items of `shape`.
 pub fn problem(loss: impl Loss + 'static, shape: &[usize]) -> Problem {
-    Problem::new(Box::new(loss), shape.to_vec())
+    Problem::identity(Box::new(loss), shape)
 }
 
 /// A deterministic point of `shape` with entries in [-1, 1].
@@ -247,12 +247,9 @@ pub fn gradient(
     kwargs: serde_json::Value,
     shape: &[usize],
 ) -> Result<Box<dyn Gradient>> {
-    let component = registry::global()?.get(Kind::Gradient, name)?;
-    let parsed = component.parse_kwargs(&kw(kwargs))?;
-    match component.builder() {
-        Builder::Gradient(b) => b(parsed.as_ref(), &GradientContext { shape }),
-        _ => panic!("`{name}` is not a gradient"),
-    }
+    let component = registry::global()?.get::<maxi_core::GradientKind>(name)?;
+    let parsed = component.prepare(&kw(kwargs))?;
+    parsed.build(&GradientContext { shape })
 }
 
 /// A linear classifier `s = W·vec(x) + b` with a fixed pseudo-random `W`.
