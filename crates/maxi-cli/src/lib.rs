@@ -2,6 +2,9 @@
 //! targets can reach the parsers of untrusted input: [`config::Config::from_text`],
 //! [`npy::read_f64`] and [`input::decode_png`].
 
+// The argument docs in `cli` are the `--help` text, which writes config tables as `[loss]`.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -61,8 +61,6 @@
 //! row by row (`MAXI_BENCH_BATCH_SIZE=8 cargo bench -p maxi --bench backends -- onnx`).
 #![warn(missing_docs)]
 
-pub mod limits;
-
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -71,7 +69,7 @@ use maxi_core::{
     Factory, KwargProblem, KwargsSpec, MaxiError, Model, ModelContext, ModelKind, Result, Valid,
 };
 use maxi_onnx_support::{
-    assemble_batch, check_batch_shape, check_file_backend_kwargs, to_f32_row_major,
+    assemble_batch, check_batch_shape, check_file_backend_kwargs, limits, to_f32_row_major,
 };
 use ndarray::{ArrayD, ArrayViewD};
 use rayon::prelude::*;
@@ -520,8 +518,7 @@ impl KwargsSpec for OnnxKwargs {
             self.threads,
             self.batch_size,
             "for one row per call",
-        )?;
-        limits::check_counts(self.threads, self.batch_size)
+        )
     }
 }
 

@@ -93,7 +93,6 @@
 mod chunking;
 mod inspect;
 mod library;
-pub mod limits;
 mod model;
 
 use std::sync::Arc;
@@ -144,8 +143,7 @@ impl KwargsSpec for OrtKwargs {
             self.threads,
             self.batch_size,
             "to split batches evenly over the sessions",
-        )?;
-        limits::check_counts(self.threads, self.batch_size)
+        )
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use maxi_core::{MaxiError, Model, Result};
-use maxi_onnx_support::{assemble_batch, check_batch_shape, to_f32_row_major};
+use maxi_onnx_support::{assemble_batch, check_batch_shape, limits, to_f32_row_major};
 use ndarray::{ArrayD, ArrayViewD};
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -15,7 +15,6 @@ use crate::chunking::{Chunking, FALLBACK_BATCH_SIZE, MAX_ROWS_PER_CALL};
 use crate::default_threads;
 use crate::inspect::{dims_text, inspect, load_error};
 use crate::library::{OrtRuntime, runtime};
-use crate::limits;
 
 /// An ONNX model run by ONNX Runtime: `threads` single-threaded sessions that share the
 /// chunks of each batch (see the crate docs).

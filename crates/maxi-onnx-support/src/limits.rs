@@ -1,22 +1,22 @@
 //! Upper bounds on the numbers a user gives a file backend (`threads`, `batch_size`), checked
-//! before any session or thread is started. `maxi-onnx` has the same module; both are meant
-//! to move next to `maxi_core::model::check_file_backend_kwargs`.
+//! by [`check_file_backend_kwargs`](crate::check_file_backend_kwargs) and again by the
+//! backends' constructors before any thread or session is started or any buffer allocated.
 //!
 //! - [`MAX_THREADS`] = 256: the largest machines this runs on have 256 hardware threads (two
 //!   64-core CPUs with SMT); results do not depend on `threads`, so a config written on a large
-//!   machine keeps working on a small one. Here each thread has its own session, i.e. its own
-//!   copy of the model's weights.
+//!   machine keeps working on a small one (with tract, extra threads only cost their stacks;
+//!   with ONNX Runtime each thread has its own session, i.e. its own copy of the weights).
 //! - [`MAX_BATCH_SIZE`] = 1024 rows per call, and at most [`MAX_CALL_BYTES`] (64 MiB) of
 //!   `f32` input per call (`batch_size × item entries × 4`, checked at load when the item shape
 //!   is known): 4× the largest call found useful (256 rows, ONNX Runtime's own default cap).
 //!   Intermediate activations cost far more than the input: with tract, which pads every call
 //!   to `batch_size` rows, the bundled CNN peaks at ≈ 0.8 GB RSS with 1024 rows (≈ 3 GB with
-//!   4096, ≈ 0.2 GB with 256). ONNX Runtime does not pad: a call has at most the rows of the
-//!   batch (≈ 80 MB RSS with 1024).
+//!   4096, ≈ 0.2 GB with 256; row by row, the default and fastest: 40 MB). ONNX Runtime does
+//!   not pad (≈ 80 MB RSS with 1024).
 
 use maxi_core::KwargProblem;
 
-/// Most sessions (and worker threads) a backend starts.
+/// Most worker threads (ONNX Runtime: sessions) a backend starts.
 pub const MAX_THREADS: usize = 256;
 /// Most rows in one model call.
 pub const MAX_BATCH_SIZE: usize = 1024;
@@ -35,7 +35,7 @@ pub fn check_counts(
         return Err(KwargProblem::new(
             "threads",
             format!(
-                "{t} is more than the {MAX_THREADS} sessions (each with its worker thread) a backend starts; give at most {MAX_THREADS} (or null for one per core)"
+                "{t} is more than the {MAX_THREADS} worker threads (or sessions) a backend starts; give at most {MAX_THREADS} (or null for one per core)"
             ),
         ));
     }
