@@ -3,7 +3,7 @@
 use maxi::ndarray::{Array1, ArrayD, ArrayViewD, ArrayViewMutD};
 use maxi::serde_json::json;
 use maxi::{
-    Bounds, Evaluation, ExplanationGenerator, Factory, KwargProblem, KwargsSpec, Kwargs, Loss,
+    Bounds, Evaluation, ExplanationGenerator, Factory, KwargProblem, Kwargs, KwargsSpec, Loss,
     LossContext, LossKind, Registry, SearchKwargs, SearchMethod, StopReason, Valid, registry,
 };
 use maxi_tests::{input, linear_model, predict_class};
@@ -21,7 +21,11 @@ fn the_outcome_is_the_best_valid_iterate_even_when_the_last_one_is_invalid() {
     let x = input(&shape, 4).mapv(|v| v * 3.0);
     let t = predict_class(model.as_ref(), x.view());
     let zero = ArrayD::<f64>::zeros(&shape[..]);
-    assert_ne!(predict_class(model.as_ref(), zero.view()), t, "bias must not keep class {t}");
+    assert_ne!(
+        predict_class(model.as_ref(), zero.view()),
+        t,
+        "bias must not keep class {t}"
+    );
     let e = ExplanationGenerator::builder()
         .loss("cem", kw(json!({"mode": "PP", "c": 0.05, "K": 0.0})))
         .optimizer("ao_exp_grad", kw(json!({"l1": 0.1, "l2": 0.0})))
@@ -192,7 +196,11 @@ fn the_shared_row_budget_is_never_exceeded() {
             // the budget is used: not more than one update's worth (1 + 9 rows, one extra
             // point, the final evaluation and a round's class check) is left over
             if e.stop == StopReason::Budget {
-                assert!(e.model.rows + 13 > budget, "{method:?} {budget}: {}", e.model.rows);
+                assert!(
+                    e.model.rows + 13 > budget,
+                    "{method:?} {budget}: {}",
+                    e.model.rows
+                );
             }
         }
     }
@@ -220,7 +228,10 @@ fn patience_ends_a_round_that_stopped_improving() {
     assert_eq!(e.stop, StopReason::Converged);
     assert!(e.history.len() < 40);
     let best = e.outcome.iteration;
-    assert!(e.history.len() >= best + 3, "stopped before patience ran out");
+    assert!(
+        e.history.len() >= best + 3,
+        "stopped before patience ran out"
+    );
 }
 
 #[test]
@@ -235,7 +246,9 @@ fn searches_are_deterministic_and_record_every_round() {
         patience: Some(5),
         ..SearchKwargs::default()
     };
-    let a = pp_with(search.clone()).run(x.view(), model.clone()).expect("run");
+    let a = pp_with(search.clone())
+        .run(x.view(), model.clone())
+        .expect("run");
     let b = pp_with(search).run(x.view(), model).expect("run");
     let bits = |c: &ArrayD<f64>| c.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&a.outcome.candidate), bits(&b.outcome.candidate));

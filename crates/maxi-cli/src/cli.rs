@@ -104,7 +104,7 @@ pub struct ExplainArgs {
     pub out: PathBuf,
 
     /// Seed of the run (overrides [generator] seed); the same seed gives the same files.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_seed)]
     pub seed: Option<u64>,
 
     /// Print nothing but errors (no progress, no verdict).
@@ -123,11 +123,21 @@ pub struct ExplainArgs {
     pub backend: Option<String>,
 
     /// Worker threads of the model backend (its `threads` kwarg); overrides [model] threads.
-    #[arg(long, value_name = "N", value_parser = |s: &str| parse_count(s, "a thread count"))]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        value_parser = |s: &str| parse_count(s, "a thread count")
+    )]
     pub threads: Option<u64>,
 
     /// Rows per model call (the backend's `batch_size` kwarg); overrides [model] batch_size.
-    #[arg(long, value_name = "N", value_parser = |s: &str| parse_count(s, "a number of rows"))]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        value_parser = |s: &str| parse_count(s, "a number of rows")
+    )]
     pub batch_size: Option<u64>,
 }
 
@@ -164,10 +174,20 @@ Outputs in --out: report.json (classes, sparsity, cost, seed, resolved config, p
 history), iter_<n>.npy and iter_<n>.png per savepoint, explanation.png (input | explanation,
 and x + delta for PN) and heatmap.png (|delta|, blurred, colour-mapped).
 
-Exit codes: 0 success, 2 bad usage/config/input, 1 failure while running, 130 interrupted.";
+Exit codes: 0 success, 2 bad usage/config/input, 1 failure while running, 130 interrupted
+(Ctrl-C, SIGTERM or SIGHUP). Limits: threads <= 256, batch_size <= 1024 rows and <= 64 MiB
+per model call, PNG inputs <= 16777216 pixels; every number in a config must be finite.";
 
 fn parse_kind(s: &str) -> Result<Kind, String> {
     s.parse()
+}
+
+/// A seed: any whole number that fits 64 bits (negative numbers reach this parser instead of
+/// being taken for options, so the error names the value).
+fn parse_seed(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("`{s}` is not a seed; give a whole number 0..={}", u64::MAX))
 }
 
 /// A whole number ≥ 1; the error calls `s` not `what`.
@@ -201,6 +221,29 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn negative_numbers_reach_the_value_parsers() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(args)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        for (option, needle) in [
+            (
+                "--seed",
+                "`-1` is not a seed; give a whole number 0..=18446744073709551615",
+            ),
+            ("--threads", "`-1` is not a thread count"),
+            ("--batch-size", "`-1` is not a number of rows"),
+        ] {
+            let e = parse(&["maxi", "explain", option, "-1"]).expect_err(option);
+            assert!(e.contains(option) && e.contains(needle), "{e}");
+        }
+        let e = parse(&["maxi", "explain", "--seed", "18446744073709551616"]).expect_err("big");
+        assert!(e.contains("is not a seed"), "{e}");
+        assert!(parse(&["maxi", "explain", "--seed", "18446744073709551615"]).is_ok());
     }
 
     #[test]

@@ -94,6 +94,13 @@ impl Config {
                 "cannot read config {shown}: {e}; check the path given to --config"
             ))
         })?;
+        Self::from_text(&text, file)
+    }
+
+    /// Parses and checks the text of the config `file` (read by the caller); the format
+    /// follows the extension (`.toml`, `.json`).
+    pub fn from_text(text: &str, file: &Path) -> CliResult<Config> {
+        let shown = file.display();
         let ext = file
             .extension()
             .and_then(|e| e.to_str())
@@ -101,19 +108,15 @@ impl Config {
             .to_ascii_lowercase();
         let value: Value = match ext.as_str() {
             "toml" => {
-                let table: toml::Table = toml::from_str(&text).map_err(|e| {
+                let table: toml::Table = toml::from_str(text).map_err(|e| {
                     CliError::usage(format!(
                         "config {shown} is not valid TOML: {}",
                         e.to_string().trim_end()
                     ))
                 })?;
-                serde_json::to_value(table).map_err(|e| {
-                    CliError::usage(format!(
-                        "config {shown}: {e}; use plain numbers, strings, booleans, arrays and tables"
-                    ))
-                })?
+                toml_to_json(table, &shown.to_string())?
             }
-            "json" => serde_json::from_str(&text)
+            "json" => serde_json::from_str(text)
                 .map_err(|e| CliError::usage(format!("config {shown} is not valid JSON: {e}")))?,
             other => {
                 return Err(CliError::usage(format!(
@@ -194,6 +197,92 @@ impl Config {
             search,
         })
     }
+}
+
+/// Where a value sits in a TOML document: the top-level table (empty for a top-level key) and
+/// the key path inside it, from path parts `name`, `.key` and `[index]`.
+fn toml_place(path: &[String]) -> (String, String) {
+    match path {
+        [table, first, rest @ ..] if first.starts_with('.') => {
+            (table.clone(), format!("{}{}", &first[1..], rest.concat()))
+        }
+        _ => (String::new(), path.concat()),
+    }
+}
+
+fn toml_value(v: toml::Value, path: &mut Vec<String>, file: &str) -> CliResult<Value> {
+    let fail = |path: &[String], value: String, problem: &str| {
+        let (table, key) = toml_place(path);
+        let place = if table.is_empty() {
+            format!("at the top of {file}")
+        } else {
+            format!("in [{table}] of {file}")
+        };
+        CliError::usage(format!("`{key} = {value}` {place}: {problem}"))
+    };
+    Ok(match v {
+        toml::Value::String(s) => Value::String(s),
+        toml::Value::Integer(i) => Value::from(i),
+        toml::Value::Boolean(b) => Value::Bool(b),
+        toml::Value::Float(x) => match serde_json::Number::from_f64(x) {
+            Some(n) if x.is_finite() => Value::Number(n),
+            _ => {
+                let shown = if x.is_nan() {
+                    "nan".to_string()
+                } else {
+                    x.to_string()
+                };
+                return Err(fail(
+                    path,
+                    shown,
+                    "not a finite number; every number maxi reads must be finite (leave the key out to use its default; `maxi list` shows the defaults)",
+                ));
+            }
+        },
+        toml::Value::Datetime(d) => {
+            return Err(fail(
+                path,
+                d.to_string(),
+                "a date-time, which no maxi setting takes; use a number or a string",
+            ));
+        }
+        toml::Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                path.push(format!("[{i}]"));
+                out.push(toml_value(item, path, file)?);
+                path.pop();
+            }
+            Value::Array(out)
+        }
+        toml::Value::Table(t) => toml_to_json_in(t, path, file)?,
+    })
+}
+
+fn toml_to_json_in(t: toml::Table, path: &mut Vec<String>, file: &str) -> CliResult<Value> {
+    let mut out = Map::new();
+    for (key, v) in t {
+        path.push(if path.is_empty() {
+            key.clone()
+        } else {
+            format!(".{key}")
+        });
+        let value = toml_value(v, path, file)?;
+        path.pop();
+        out.insert(key, value);
+    }
+    Ok(Value::Object(out))
+}
+
+/// Converts a TOML document of `file` to JSON exactly: integers stay integers, finite floats
+/// become JSON numbers; `nan`, `inf` and date-times are errors naming the table, key and file
+/// (a blanket conversion would turn non-finite floats into `null`, i.e. silently into defaults).
+///
+/// No kwarg can take ±inf: kwargs travel as JSON, which has no infinity. Where infinity would
+/// mean "unbounded" (the CEM loss's `lower`/`upper`), leave the kwarg out for the mode's
+/// default box or give a bound far outside the data (e.g. `upper = 1e30`).
+pub fn toml_to_json(table: toml::Table, file: &str) -> CliResult<Value> {
+    toml_to_json_in(table, &mut Vec::new(), file)
 }
 
 fn whole(v: &Value, key: &str, table: &str, file: &str, min: u64) -> CliResult<u64> {
@@ -360,6 +449,45 @@ mod tests {
         let e = parse(v).expect_err("bad range");
         assert!(e.message.contains("pixel_range"), "{e}");
         assert_eq!(e.code, 2);
+    }
+
+    #[test]
+    fn toml_is_converted_exactly() {
+        let text = "a = 1\n[loss]\nx = 2.5\ny = [1, 2.0, \"s\", true]\n[loss.deep]\nz = 3\n";
+        let table: toml::Table = toml::from_str(text).expect("toml");
+        let v = toml_to_json(table, "c.toml").expect("convertible");
+        assert_eq!(
+            v,
+            json!({"a": 1, "loss": {"x": 2.5, "y": [1, 2.0, "s", true], "deep": {"z": 3}}})
+        );
+        assert!(v["a"].is_i64() && v["loss"]["y"][1].is_f64());
+        for (text, needle) in [
+            (
+                "top = nan",
+                "`top = nan` at the top of c.toml: not a finite number",
+            ),
+            (
+                "[loss]\nm = -inf",
+                "`m = -inf` in [loss] of c.toml: not a finite number",
+            ),
+            (
+                "[input]\npixel_range = [0, nan]",
+                "`pixel_range[1] = nan` in [input]",
+            ),
+            (
+                "[loss.deep]\nz = [[1.0, +inf]]",
+                "`deep.z[0][1] = inf` in [loss]",
+            ),
+            ("arr = [nan]", "`arr[0] = nan` at the top"),
+            (
+                "[loss]\nwhen = 1979-05-27",
+                "`when = 1979-05-27` in [loss] of c.toml: a date-time",
+            ),
+        ] {
+            let e = Config::from_text(text, Path::new("c.toml")).expect_err(text);
+            assert!(e.message.contains(needle), "{text}: {e}");
+            assert_eq!(e.code, 2);
+        }
     }
 
     #[test]

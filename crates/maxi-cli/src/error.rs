@@ -8,7 +8,7 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_RUNTIME: u8 = 1;
 /// Exit code of a run that finished without finding a valid explanation (outputs written).
 pub const EXIT_NO_VALID: u8 = 3;
-/// Exit code after Ctrl-C.
+/// Exit code after Ctrl-C, SIGTERM or SIGHUP (the same handler stops the run).
 pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// A failure of a command: what to print after `error: ` and the exit code.

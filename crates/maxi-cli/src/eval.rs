@@ -126,10 +126,11 @@ pub fn run(args: &EvalArgs) -> CliResult<()> {
             .map_err(|err| CliError::runtime(format!("cannot encode .npy: {err}")))?;
         std::fs::write(&file, &buf)
             .map_err(|err| CliError::runtime(format!("cannot write {}: {err}", file.display())))?;
-        let saved = ArrayD::<f64>::read_npy(std::fs::File::open(&file).map_err(|err| {
-            CliError::runtime(format!("cannot read {}: {err}", file.display()))
-        })?)
-        .map_err(|err| CliError::runtime(format!("cannot read {}: {err}", file.display())))?;
+        let saved =
+            ArrayD::<f64>::read_npy(std::fs::File::open(&file).map_err(|err| {
+                CliError::runtime(format!("cannot read {}: {err}", file.display()))
+            })?)
+            .map_err(|err| CliError::runtime(format!("cannot read {}: {err}", file.display())))?;
         let (orig, _) = predict_class(model.as_ref(), x.view())?;
         let shown = match d.shown {
             Shown::InputPlusCandidate => &x + &saved,

@@ -17,8 +17,7 @@ use crate::cli::ExplainArgs;
 use crate::config::{ComponentSpec, Config};
 use crate::error::{CliError, CliResult};
 use crate::input::{self, Source};
-use crate::list::print_stdout;
-use crate::output::{Staging, check_out_dir};
+use crate::output::{Staging, check_out_dir, print_summary};
 use crate::progress::{Mode, Progress};
 use crate::render::{self, Layout};
 
@@ -147,7 +146,7 @@ pub fn run(args: &ExplainArgs) -> CliResult<u8> {
             args.out.display().to_string().trim_end_matches('/'),
             files_line(&written, &e)
         ));
-        print_stdout(&text)?;
+        print_summary(&text, &args.out);
     }
     Ok(if e.outcome.valid == Some(false) {
         crate::error::EXIT_NO_VALID

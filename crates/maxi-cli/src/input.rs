@@ -1,12 +1,18 @@
 //! Inputs to explain: `.npy` arrays, PNG images and the bundled MNIST test images.
 
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
+use image::ImageDecoder;
+
 use maxi::ndarray::{ArrayD, Axis, IxDyn};
-use ndarray_npy::{ReadNpyError, ReadNpyExt};
 
 use crate::error::{CliError, CliResult};
+use crate::npy::{self, NpyError};
 use crate::render::{Layout, layout};
+
+/// Most pixels of a PNG input (e.g. 4096×4096): checked from the header, before decoding.
+pub const MAX_PNG_PIXELS: u64 = 1 << 24;
 
 /// Where an input comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,22 +139,14 @@ fn load_npy(path: &Path) -> CliResult<ArrayD<f64>> {
     let shown = path.display();
     let bytes = std::fs::read(path)
         .map_err(|e| CliError::usage(format!("cannot read input {shown}: {e}")))?;
-    let bad = |e: ReadNpyError| {
-        CliError::usage(format!(
-            "input {shown} is not a usable .npy file ({e}); save a float32 or float64 array with numpy.save"
-        ))
-    };
-    match ArrayD::<f64>::read_npy(bytes.as_slice()) {
-        Ok(a) => Ok(a),
-        Err(ReadNpyError::WrongDescriptor(_)) => match ArrayD::<f32>::read_npy(bytes.as_slice()) {
-            Ok(a) => Ok(a.mapv(f64::from)),
-            Err(ReadNpyError::WrongDescriptor(d)) => Err(CliError::usage(format!(
-                "input {shown} holds {d} values; save it as float32 or float64 (e.g. x.astype(numpy.float32))"
-            ))),
-            Err(e) => Err(bad(e)),
-        },
-        Err(e) => Err(bad(e)),
-    }
+    npy::read_f64(&bytes).map_err(|e| match e {
+        NpyError::NotFloat(d) => CliError::usage(format!(
+            "input {shown} holds {d} values; save it as float32 or float64 (e.g. x.astype(numpy.float32))"
+        )),
+        NpyError::Malformed(problem) => CliError::usage(format!(
+            "input {shown} is not a usable .npy file: {problem}; save a float32 or float64 array with numpy.save"
+        )),
+    })
 }
 
 fn load_png(
@@ -159,23 +157,34 @@ fn load_png(
     let shown = path.display();
     let bytes = std::fs::read(path)
         .map_err(|e| CliError::usage(format!("cannot read input {shown}: {e}")))?;
-    let img = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png)
-        .map_err(|e| CliError::usage(format!("input {shown} is not a readable PNG: {e}")))?;
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let is_grey = !img.color().has_color();
-    // values in [0, 1], HWC
-    let (channels, values): (usize, Vec<f64>) = if is_grey {
-        let g = img.to_luma16();
-        (1, g.pixels().map(|p| f64::from(p.0[0]) / 65535.0).collect())
-    } else {
-        let c = img.to_rgb16();
-        (
-            3,
-            c.pixels()
-                .flat_map(|p| p.0.map(|v| f64::from(v) / 65535.0))
-                .collect(),
-        )
-    };
+    decode_png(&bytes, &shown.to_string(), model_shape, [lo, hi])
+}
+
+/// Decodes the PNG file `shown` (its whole `bytes`) for a model whose item shape is
+/// `model_shape` (when known); pixels map linearly from `[0, max]` to `[lo, hi]`. The image
+/// size is checked from the header before anything is decoded.
+pub fn decode_png(
+    bytes: &[u8],
+    shown: &str,
+    model_shape: Option<&[usize]>,
+    [lo, hi]: [f64; 2],
+) -> CliResult<ArrayD<f64>> {
+    let unreadable =
+        |e: image::ImageError| CliError::usage(format!("input {shown} is not a readable PNG: {e}"));
+    // The header is read first: the size is checked before any pixel is decoded, so a small
+    // file claiming a huge image costs nothing.
+    let decoder = image::ImageReader::with_format(Cursor::new(bytes), image::ImageFormat::Png)
+        .into_decoder()
+        .map_err(unreadable)?;
+    let (w32, h32) = decoder.dimensions();
+    if u64::from(w32) * u64::from(h32) > MAX_PNG_PIXELS {
+        return Err(CliError::usage(format!(
+            "input {shown} is {w32}×{h32} pixels, more than the {MAX_PNG_PIXELS} pixels (e.g. 4096×4096) maxi reads from a PNG; resize the image"
+        )));
+    }
+    let (w, h) = (w32 as usize, h32 as usize);
+    let is_grey = !decoder.color_type().has_color();
+    let channels = if is_grey { 1 } else { 3 };
     let target: Layout = match model_shape {
         None => Layout {
             height: h,
@@ -195,6 +204,17 @@ fn load_png(
             target.width, target.height
         )));
     }
+    let img = image::DynamicImage::from_decoder(decoder).map_err(unreadable)?;
+    // values in [0, 1], HWC
+    let values: Vec<f64> = if is_grey {
+        let g = img.to_luma16();
+        g.pixels().map(|p| f64::from(p.0[0]) / 65535.0).collect()
+    } else {
+        let c = img.to_rgb16();
+        c.pixels()
+            .flat_map(|p| p.0.map(|v| f64::from(v) / 65535.0))
+            .collect()
+    };
     // adapt channels: RGB → grey (luma) or grey → RGB (copies)
     let pixel = |i: usize| -> Vec<f64> {
         let px = &values[i * channels..(i + 1) * channels];

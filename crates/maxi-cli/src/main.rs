@@ -10,26 +10,17 @@
 //!
 //! Exit codes: 0 success, 3 the run finished but found no valid explanation (the outputs are
 //! written, marked invalid), 2 bad usage, config or input (the message names the problem and
-//! the fix), 1 failure while running, 130 interrupted (Ctrl-C).
-
-mod cli;
-mod config;
-mod error;
-mod eval;
-mod explain;
-mod input;
-mod list;
-mod output;
-mod progress;
-mod render;
+//! the fix), 1 failure while running, 130 interrupted (Ctrl-C, SIGTERM or SIGHUP). A stdout
+//! that cannot be written after the outputs are complete is a warning, not a failure.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
-use crate::error::{CliError, CliResult};
+use maxi_cli::cli::{Cli, Command};
+use maxi_cli::error::{CliError, CliResult};
+use maxi_cli::{eval, explain, list};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

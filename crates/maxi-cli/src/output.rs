@@ -1,13 +1,33 @@
 //! The output folder, written atomically: every file goes into a hidden sibling folder that
-//! replaces `--out` only when the whole run has succeeded.
+//! replaces `--out` only when the whole run has succeeded. Hidden folders left behind by a run
+//! that was killed (`.NAME.maxi-tmp-PID`, `.NAME.maxi-old-PID` with PID no longer running) are
+//! removed by the next run with the same `--out`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{CliError, CliResult};
+use crate::list::print_stdout;
+
+/// Prints the closing summary of a run whose outputs are already in `--out`. The outputs are
+/// complete at that point, so a stdout that cannot be written (e.g. `> /dev/full`) does not fail
+/// the run: the problem is reported on stderr and the exit code stays 0.
+pub fn print_summary(text: &str, out: &Path) {
+    if let Err(e) = print_stdout(text) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "maxi: warning: {e}; the outputs in {} are complete",
+            out.display()
+        );
+    }
+}
 
 /// True for the names of files `maxi explain` writes.
 pub fn is_maxi_output(name: &str) -> bool {
-    if matches!(name, "report.json" | "explanation.png" | "heatmap.png") {
+    if matches!(
+        name,
+        "report.json" | "explanation.png" | "explanation.npy" | "heatmap.png"
+    ) {
         return true;
     }
     let Some(rest) = name.strip_prefix("iter_") else {
@@ -72,6 +92,72 @@ fn absolute(p: &Path) -> CliResult<PathBuf> {
     Ok(cwd.join(p))
 }
 
+/// Is the process `pid` running? (True when that cannot be told, so nothing of a running
+/// process is ever removed.)
+fn process_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return true;
+        };
+        if pid <= 0 {
+            return true;
+        }
+        // SAFETY: signal 0 sends nothing; it only asks whether `pid` exists.
+        let found = unsafe { libc::kill(pid, 0) } == 0;
+        found || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
+/// The PID in a staging folder's name `.NAME.maxi-TAG-PID` of `out`'s `NAME`, with the tag.
+fn staging_pid<'a>(entry: &'a str, name: &str) -> Option<(&'a str, u32)> {
+    let rest = entry
+        .strip_prefix('.')?
+        .strip_prefix(name)?
+        .strip_prefix(".maxi-")?;
+    let (tag, pid) = rest.split_once('-')?;
+    if !matches!(tag, "tmp" | "old") || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((tag, pid.parse().ok()?))
+}
+
+/// Removes the staging folders of `out` left by runs that are no longer running (killed, or
+/// quit with a second Ctrl-C). A backup of the previous outputs (`maxi-old`) is put back as
+/// `out` when a run was killed between moving `out` aside and putting the new one in place.
+fn remove_stale(out: &Path) {
+    let (Some(parent), Some(name)) = (out.parent(), out.file_name()) else {
+        return;
+    };
+    let name = name.to_string_lossy();
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some((tag, pid)) = staging_pid(&file_name, &name) else {
+            continue;
+        };
+        if pid == std::process::id() || process_alive(pid) {
+            continue;
+        }
+        let path = entry.path();
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if tag == "old" && std::fs::symlink_metadata(out).is_err() {
+            let _ = std::fs::rename(&path, out);
+        } else {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
 fn sibling(out: &Path, tag: &str) -> CliResult<PathBuf> {
     let name = out
         .file_name()
@@ -96,6 +182,7 @@ impl Staging {
             Err(_) => out,
         };
         let tmp = sibling(&out, "tmp")?;
+        remove_stale(&out);
         let cant = |e: std::io::Error| {
             CliError::usage(format!(
                 "cannot create {}: {e}; choose an --out in a writable folder",
@@ -203,6 +290,50 @@ mod tests {
         ] {
             assert!(!is_maxi_output(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn staging_names() {
+        assert_eq!(staging_pid(".out.maxi-tmp-123", "out"), Some(("tmp", 123)));
+        assert_eq!(staging_pid(".out.maxi-old-9", "out"), Some(("old", 9)));
+        for other in [
+            ".out.maxi-tmp-",
+            ".out.maxi-tmp-12a",
+            ".out.maxi-new-1",
+            ".other.maxi-tmp-1",
+            "out.maxi-tmp-1",
+            ".out.maxi-tmp-99999999999",
+        ] {
+            assert_eq!(staging_pid(other, "out"), None, "{other}");
+        }
+        assert!(process_alive(std::process::id()));
+    }
+
+    #[test]
+    fn stale_staging_of_dead_runs_is_removed() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let out = root.path().join("out");
+        // a process that has ended: its PID is free (and not reused within this test)
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let dead = child.id();
+        child.wait().expect("wait");
+        assert!(!process_alive(dead));
+        let alive = std::os::unix::process::parent_id(); // whoever started this test
+        let stale = root.path().join(format!(".out.maxi-tmp-{dead}"));
+        let old = root.path().join(format!(".out.maxi-old-{dead}"));
+        let running = root.path().join(format!(".out.maxi-tmp-{alive}"));
+        let unrelated = root.path().join(format!(".other.maxi-tmp-{dead}"));
+        for d in [&stale, &old, &running, &unrelated] {
+            std::fs::create_dir(d).expect("mkdir");
+        }
+        std::fs::write(old.join("report.json"), b"{}").expect("write");
+        remove_stale(&out);
+        assert!(!stale.exists(), "a dead run's staging folder is removed");
+        // the backup of a run killed while swapping comes back as `out`
+        assert!(!old.exists() && out.join("report.json").is_file());
+        assert!(running.exists() && unrelated.exists());
     }
 
     #[test]

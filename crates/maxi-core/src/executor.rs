@@ -258,7 +258,9 @@ impl Tracker {
             self.improved_at = s.iteration;
             self.best_valid = Some(s.clone());
         }
-        if s.value.valid == Some(true) && !self.valid.iter().any(|v| v.size.support == s.size.support) {
+        if s.value.valid == Some(true)
+            && !self.valid.iter().any(|v| v.size.support == s.size.support)
+        {
             let at = self
                 .valid
                 .iter()
@@ -403,13 +405,7 @@ impl<'a> Executor<'a> {
             .for_each(|o| o.on_savepoint(t, c.view()));
     }
 
-    fn check_array(
-        &self,
-        kind: Kind,
-        t: usize,
-        what: &str,
-        a: ArrayViewD<'_, f64>,
-    ) -> Result<()> {
+    fn check_array(&self, kind: Kind, t: usize, what: &str, a: ArrayViewD<'_, f64>) -> Result<()> {
         let shape = self.problem.shape();
         if a.shape() != shape {
             return Err(self.runtime(
@@ -500,11 +496,7 @@ impl<'a> Executor<'a> {
             }
             self.check_array(Kind::Gradient, t, "a gradient", estimate.gradient.view())?;
             if let Some(p) = pending.take() {
-                let known = if at_query {
-                    estimate.at
-                } else {
-                    estimate.also
-                };
+                let known = if at_query { estimate.at } else { estimate.also };
                 let value = match known {
                     Some(v) => v,
                     None => self
@@ -544,7 +536,10 @@ impl<'a> Executor<'a> {
             }
             if let Some(give_up) = self.termination.give_up
                 && tracker.best_valid.is_none()
-                && tracker.last.as_ref().is_some_and(|l| l.value.valid.is_some())
+                && tracker
+                    .last
+                    .as_ref()
+                    .is_some_and(|l| l.value.valid.is_some())
                 && t >= give_up
             {
                 stop = StopReason::GaveUp;

@@ -10,8 +10,8 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{MaxiError, Result};
 use crate::executor::{
-    Executor, History, Names, Observer, RoundInfo, Savepoints, Schedule, Scored, Size,
-    StepRecord, StopReason, Termination,
+    Executor, History, Names, Observer, RoundInfo, Savepoints, Schedule, Scored, Size, StepRecord,
+    StopReason, Termination,
 };
 use crate::kwargs::Kwargs;
 use crate::loss::Description;
@@ -21,10 +21,10 @@ use crate::registry::{
     Entry, GradientContext, GradientKind, InRegistry, LossContext, LossKind, OptimizerContext,
     OptimizerKind, Prepared, Registry,
 };
-use crate::search::{SearchKwargs, SearchMethod, SearchState};
-use crate::spec::Valid;
 use crate::rng::rng_from_seed;
+use crate::search::{SearchKwargs, SearchMethod, SearchState};
 use crate::space::{Identity, Unit, VariableSpace};
+use crate::spec::Valid;
 
 /// The explanation a run settles on: the best valid iterate of all rounds, else the iterate
 /// of the lowest loss.
@@ -488,13 +488,13 @@ impl ExplanationGenerator {
             let mut gradient = self.gradient.prepared.build(&GradientContext {
                 shape: space.shape(),
             })?;
-            let mut optimizer = self
-                .optimizer
-                .with(&optimizer_changes)?
-                .build(&OptimizerContext {
-                    start: start.view(),
-                    bounds: &bounds,
-                })?;
+            let mut optimizer =
+                self.optimizer
+                    .with(&optimizer_changes)?
+                    .build(&OptimizerContext {
+                        start: start.view(),
+                        bounds: &bounds,
+                    })?;
             let problem = Problem::new(loss, space.clone());
             let savepoints = Arc::new(Savepoints::default());
             let mut executor = Executor::new(
@@ -537,7 +537,8 @@ impl ExplanationGenerator {
                 stop: finished.stop,
             });
             let l1 = optimizer.regularization().l1;
-            let strong = full_strength(&problem, &finished, &counting, self.search.budget_rows, l1)?;
+            let strong =
+                full_strength(&problem, &finished, &counting, self.search.budget_rows, l1)?;
             let full = strong.is_some();
             if let Some(result) = strong.as_ref().or(finished.result())
                 && best
@@ -566,14 +567,12 @@ impl ExplanationGenerator {
                 break;
             }
         }
-        let best = best.ok_or_else(|| {
-            MaxiError::InvalidSetting {
-                name: "search.budget_rows".into(),
-                message: format!(
-                    "{} model rows are not enough for a single update; raise budget_rows",
-                    self.search.budget_rows.unwrap_or(0)
-                ),
-            }
+        let best = best.ok_or_else(|| MaxiError::InvalidSetting {
+            name: "search.budget_rows".into(),
+            message: format!(
+                "{} model rows are not enough for a single update; raise budget_rows",
+                self.search.budget_rows.unwrap_or(0)
+            ),
         })?;
         Ok(Explanation {
             savepoints: best.savepoints,

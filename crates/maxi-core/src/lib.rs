@@ -27,7 +27,6 @@ pub use executor::{
     step_once,
 };
 pub use generator::{Explanation, ExplanationGenerator, GeneratorBuilder, Outcome, Round};
-pub use search::{SearchKwargs, SearchMethod};
 pub use gradient::{Estimate, Gradient, Request};
 pub use kwargs::{Kwargs, ModelRef, ModelResolver};
 pub use loss::{Assessed, Bounds, Description, Evaluation, Loss, Shown};
@@ -39,6 +38,7 @@ pub use registry::{
     OptimizerContext, OptimizerKind, Registry,
 };
 pub use rng::{MaxiRng, rng_from_seed};
+pub use search::{SearchKwargs, SearchMethod};
 pub use space::{Identity, Unit, VariableSpace};
 pub use spec::{KwargProblem, KwargsSpec, Valid};
 

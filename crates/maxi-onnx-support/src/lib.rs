@@ -1,7 +1,9 @@
 //! What maxi's two ONNX backends (`onnx` with tract, `onnxruntime`) share: the checks of their
-//! common kwargs, the batch-shape check, the f32 conversion of batches and the assembly of
-//! outputs.
+//! common kwargs and their [`limits`], the batch-shape check, the f32 conversion of batches and
+//! the assembly of outputs.
 #![warn(missing_docs)]
+
+pub mod limits;
 
 use maxi_core::ndarray::{self, ArrayD, ArrayViewD};
 use maxi_core::{KwargProblem, MaxiError, Result};
@@ -9,8 +11,8 @@ use maxi_core::{KwargProblem, MaxiError, Result};
 pub use maxi_core::model::default_threads;
 
 /// Checks the kwargs every file-based model backend shares: a non-empty `path`, and `threads`
-/// and `batch_size` that are either unset or at least 1. `batch_size_unset` says what leaving
-/// `batch_size` unset does in this backend.
+/// and `batch_size` that are either unset or at least 1 and within [`limits`].
+/// `batch_size_unset` says what leaving `batch_size` unset does in this backend.
 pub fn check_file_backend_kwargs(
     path: &str,
     threads: Option<usize>,
@@ -32,7 +34,7 @@ pub fn check_file_backend_kwargs(
             format!("must be at least 1 (or null {batch_size_unset})"),
         ));
     }
-    Ok(())
+    limits::check_counts(threads, batch_size)
 }
 
 /// The batch's entries as `f32`, row-major (what ONNX backends feed their runtimes).

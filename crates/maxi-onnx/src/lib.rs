@@ -69,7 +69,7 @@ use maxi_core::{
     Factory, KwargProblem, KwargsSpec, MaxiError, Model, ModelContext, ModelKind, Result, Valid,
 };
 use maxi_onnx_support::{
-    assemble_batch, check_batch_shape, check_file_backend_kwargs, to_f32_row_major,
+    assemble_batch, check_batch_shape, check_file_backend_kwargs, limits, to_f32_row_major,
 };
 use ndarray::{ArrayD, ArrayViewD};
 use rayon::prelude::*;
@@ -226,6 +226,15 @@ fn build_plan(path: &Path, batch: usize) -> Result<(Arc<Plan>, Vec<usize>, Vec<u
         )
     })?;
     let info = inspect_input(path, &model)?;
+    if batch > 1 {
+        // every call is padded to `batch` rows: bound it before tract plans for it
+        limits::check_call_bytes(batch, &info.item_shape).map_err(|message| {
+            MaxiError::InvalidSetting {
+                name: "batch_size".into(),
+                message,
+            }
+        })?;
+    }
     let first_output = *model
         .output_outlets()
         .map_err(|e| load_error(path, format!("cannot list the model outputs: {e:#}")))?
@@ -306,6 +315,10 @@ impl OnnxModel {
                 message: "must be at least 1".into(),
             });
         }
+        limits::check_counts(Some(threads), batch_size).map_err(|p| MaxiError::InvalidSetting {
+            name: p.field,
+            message: p.message,
+        })?;
         if !path.exists() {
             return Err(load_error(
                 path,
@@ -487,12 +500,12 @@ pub struct OnnxKwargs {
     /// Path of the `.onnx` file; a relative path is resolved against the folder of the config
     /// file (or the current directory when there is none).
     pub path: String,
-    /// Worker threads that share the rows of a batch (at least 1). `null`: one per available
+    /// Worker threads that share the rows of a batch (1 to 256). `null`: one per available
     /// core. Results are bit-identical for any value.
     #[serde(default)]
     pub threads: Option<usize>,
-    /// Rows per tract call (at least 1): batches are cut into chunks of this many rows, the
-    /// last padded with zeros. `null`: one row per call through a batch-1 plan, the fastest
+    /// Rows per tract call (1 to 1024, and at most 64 MiB of float32 input per call): batches
+    /// are cut into chunks of this many rows, the last padded with zeros. `null`: one row per call through a batch-1 plan, the fastest
     /// on the bundled CNN (see the crate docs). Results are bit-identical for any `threads`.
     #[serde(default)]
     pub batch_size: Option<usize>,

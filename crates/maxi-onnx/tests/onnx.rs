@@ -336,6 +336,54 @@ fn supported_batch_axes() {
 }
 
 #[test]
+fn thread_count_and_batch_size_are_bounded_before_anything_is_started() {
+    let invalid = |r: maxi_core::Result<OnnxModel>| match r {
+        Err(MaxiError::InvalidSetting { name, message }) => (name, message),
+        other => panic!("expected InvalidSetting, got {other:?}"),
+    };
+    let (name, message) = invalid(OnnxModel::with_threads(CNN, 100_000));
+    assert_eq!(name, "threads");
+    assert!(message.contains("at most 256"), "{message}");
+    let (name, message) = invalid(OnnxModel::with_options(CNN, 1, Some(100_000)));
+    assert_eq!(name, "batch_size");
+    assert!(message.contains("at most 1024"), "{message}");
+    // 100 padded rows of 1024x1024x3 float32 items are 1.2 GB per call: refused at load, from
+    // the item shape, before tract plans for them (64 MiB hold 5 such rows)
+    let big = tiny_model(
+        "big_items.onnx",
+        vec![value_info(
+            "x",
+            FLOAT,
+            Some(&[Dim::Sym("N"), Dim::Val(1024), Dim::Val(1024), Dim::Val(3)]),
+        )],
+    );
+    let (name, message) = invalid(OnnxModel::with_options(&big, 1, Some(100)));
+    assert_eq!(name, "batch_size");
+    assert!(
+        message.contains("[1024, 1024, 3]") && message.contains("batch_size ≤ 5"),
+        "{message}"
+    );
+    assert_eq!(
+        OnnxModel::with_options(&big, 1, Some(5))
+            .expect("5 rows fit")
+            .batch_size(),
+        5
+    );
+    // the registered backend's kwargs carry the same bounds
+    for (field, value) in [("threads", 257), ("batch_size", 1025)] {
+        let kwargs = Kwargs::new()
+            .set("path", CNN)
+            .unwrap()
+            .set(field, value)
+            .unwrap();
+        match build_from_registry("onnx", kwargs, None) {
+            Err(MaxiError::InvalidKwarg { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("expected InvalidKwarg, got {:?}", other.err()),
+        }
+    }
+}
+
+#[test]
 fn unsupported_inputs_are_rejected_with_a_fix() {
     let cases: Vec<(&str, Vec<pb::ValueInfoProto>, &str)> = vec![
         (

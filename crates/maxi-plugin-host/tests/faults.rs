@@ -347,13 +347,98 @@ fn kwargs_problems_are_usage_errors_naming_the_field() {
     match component.prepare(&kw(json!({"levle": 1.0}))) {
         Err(MaxiError::UnknownKwarg { key, accepted, .. }) => {
             assert_eq!(key, "levle");
-            assert_eq!(accepted, vec!["fault".to_string(), "level".to_string()]);
+            assert_eq!(accepted, vec!["fault", "level", "lvl"]);
         }
         other => panic!("expected an unknown kwarg, got {:?}", other.map(|_| ())),
     }
     // defaults are filled in by the plugin
     let parsed = component.prepare(&kw(json!({}))).expect("kwargs");
     assert_eq!(parsed.kwargs_json(), json!({"fault": "none", "level": 0.0}));
+}
+
+#[test]
+fn kwarg_aliases_cross_the_abi() {
+    faulty_loaded();
+    let component = registry::global()
+        .expect("registry")
+        .get::<maxi_core::GradientKind>("faulty")
+        .expect("faulty");
+    assert_eq!(
+        component.meta.kwarg_aliases,
+        vec![("lvl".to_string(), "level".to_string())]
+    );
+    // the plugin's own alias reaches its parser, which normalises it
+    let parsed = component
+        .prepare(&kw(json!({"lvl": 2.5})))
+        .expect("alias accepted");
+    assert_eq!(parsed.kwargs_json(), json!({"fault": "none", "level": 2.5}));
+    match component.prepare(&kw(json!({"lvl": -1.0}))) {
+        Err(MaxiError::InvalidKwarg { field, .. }) => assert_eq!(field, "level"),
+        other => panic!("expected an invalid kwarg, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn an_older_component_descriptor_loads_without_kwarg_aliases() {
+    let path = faulty_with_mode("faulty-v1", 10);
+    assert_eq!(load_plugin(&path).expect("load"), vec!["faulty_v1"]);
+    let component = registry::global()
+        .expect("registry")
+        .get::<maxi_core::GradientKind>("faulty_v1")
+        .expect("faulty_v1");
+    // the field past its struct_size is not read, although the memory holds it
+    assert!(component.meta.kwarg_aliases.is_empty());
+    assert!(matches!(
+        component.prepare(&kw(json!({"lvl": 1.0}))),
+        Err(MaxiError::UnknownKwarg { .. })
+    ));
+    assert!(component.prepare(&kw(json!({"level": 1.0}))).is_ok());
+}
+
+#[test]
+fn a_kwarg_alias_for_no_kwarg_is_refused() {
+    let reason = plugin_error(&faulty_with_mode("faulty-alias", 12));
+    assert!(
+        reason.contains("`faulty_alias`: kwarg aliases: `lvl` stands for \"nope\", which is not one of its kwargs"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_loss_callback_kept_past_compute_gets_an_error_status() {
+    let path = faulty_with_mode("faulty-keeper", 11);
+    assert_eq!(load_plugin(&path).expect("load"), vec!["faulty_keeper"]);
+    let shape = [2, 3];
+    let y = point(&shape);
+    let mut g = gradient("faulty_keeper", json!({}), &shape).expect("gradient");
+    let p = problem(SquaredNorm::new(&shape), &shape);
+    let first = g
+        .gradient_at(&p, y.view(), &mut rng_from_seed(0))
+        .expect("compute");
+    assert_eq!(first, y.mapv(|v| 2.0 * v));
+    // SAFETY: the test's own fixture library, already loaded (the same instance and statics);
+    // `faulty_call_kept_loss` has this signature.
+    let (status, message) = unsafe {
+        let lib = libloading::Library::new(&path).expect("open fixture");
+        let call: libloading::Symbol<'_, extern "C" fn(*mut u8, usize) -> i32> = lib
+            .get(b"faulty_call_kept_loss\0")
+            .expect("faulty_call_kept_loss");
+        let mut buf = [0u8; 512];
+        let status = call(buf.as_mut_ptr(), buf.len());
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        std::mem::forget(lib);
+        (status, String::from_utf8_lossy(&buf[..end]).into_owned())
+    };
+    assert_eq!(status, maxi_plugin::abi::STATUS_ERROR, "{message}");
+    assert!(
+        message.contains("called outside a compute call"),
+        "{message}"
+    );
+    // the host and the instance are unharmed
+    let again = g
+        .gradient_at(&p, y.view(), &mut rng_from_seed(1))
+        .expect("compute again");
+    assert_eq!(again, first);
 }
 
 fn generator(fault: &str) -> maxi_core::Result<ExplanationGenerator> {

@@ -15,6 +15,11 @@
 //!   a smaller size and accepts a larger one: later versions of the SDK may only **append**
 //!   fields, which an older host ignores. [`ComponentDescriptor`] and [`HostLoss`] follow the same
 //!   rule with their own `struct_size`.
+//! - Fields appended within version 1: [`ComponentDescriptor::kwarg_aliases_json`]. A host reads
+//!   an appended field only when the plugin's `struct_size` covers it, and accepts component
+//!   descriptors down to [`COMPONENT_DESCRIPTOR_V1_SIZE`] bytes (the first version-1 layout).
+//! - A reader reads a struct's `struct_size` (through a pointer to that first field) before
+//!   anything else, and refuses the struct when it is smaller than what it needs.
 //!
 //! # Calls
 //!
@@ -24,6 +29,10 @@
 //! with the descriptor's `free_string`; error strings the host hands to the plugin in the loss
 //! callback are released with [`HostLoss::free_error`]. Strings inside the descriptors are owned
 //! by the plugin and never freed.
+//!
+//! The loss callback ([`HostLoss::eval_batch`]) may only be called during the `compute` call it
+//! was handed to, from that call's thread: [`HostLoss::ctx`] is an opaque handle of that call,
+//! not a pointer, and the host answers [`STATUS_ERROR`] to a handle whose call has returned.
 //!
 //! Every function the SDK exports, and the host's loss callback, catches panics
 //! (`catch_unwind`): a panic becomes [`STATUS_PANIC`] with the panic message, never an unwind
@@ -174,6 +183,22 @@ pub struct ComponentDescriptor {
     pub destroy: Option<DestroyFn>,
     /// See [`GradientComputeFn`]; required when `kind` is [`KIND_GRADIENT`].
     pub gradient_compute: Option<GradientComputeFn>,
+    /// Alternative spellings of kwargs accepted by `parse_kwargs` (e.g. MAXi's names): a JSON
+    /// object `{"alias": "canonical", ...}`, NUL-terminated (may be null: none). Appended to
+    /// the first version-1 layout: hosts read it only when `struct_size` covers it.
+    pub kwarg_aliases_json: *const c_char,
+}
+
+/// The size of the first version-1 [`ComponentDescriptor`] (up to `gradient_compute`): the
+/// smallest component descriptor a host accepts.
+pub const COMPONENT_DESCRIPTOR_V1_SIZE: u32 =
+    std::mem::offset_of!(ComponentDescriptor, kwarg_aliases_json) as u32;
+
+/// Whether a component descriptor of `struct_size` bytes holds `kwarg_aliases_json`.
+pub const fn has_kwarg_aliases(struct_size: u32) -> bool {
+    struct_size as usize
+        >= std::mem::offset_of!(ComponentDescriptor, kwarg_aliases_json)
+            + std::mem::size_of::<*const c_char>()
 }
 
 /// The host's loss as handed to a gradient computation.
@@ -182,7 +207,8 @@ pub struct ComponentDescriptor {
 pub struct HostLoss {
     /// `size_of::<HostLoss>()` as compiled into the host.
     pub struct_size: u32,
-    /// Opaque host state, passed back to `eval_batch`.
+    /// Opaque handle of the `compute` call in progress, passed back to `eval_batch` (not a
+    /// pointer: the host refuses it once the call has returned).
     pub ctx: *mut c_void,
     /// Batched loss evaluation (see [`LossCallbackFn`]).
     pub eval_batch: Option<LossCallbackFn>,

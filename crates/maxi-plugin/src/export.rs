@@ -351,15 +351,20 @@ unsafe extern "C" fn compute_gradient(
         // SAFETY: the host passes `d` values valid for the call.
         let y = unsafe { read_slice(y, d, "y") }?;
         let y = ArrayViewD::from_shape(IxDyn(&shape), y).map_err(|e| e.to_string())?;
-        // SAFETY: `loss` is non-null and valid for the call; its first field is its size.
-        let host = unsafe { &*loss };
-        if host.struct_size < struct_size_of::<HostLoss>() {
+        if !loss.is_aligned() {
+            return Err("the host's loss struct is misaligned".into());
+        }
+        // SAFETY: `loss` is non-null and aligned, and every version of `HostLoss` starts with
+        // its `u32` size: only that field is read until the size is known to cover the struct.
+        let size = unsafe { loss.cast::<u32>().read() };
+        let needed = struct_size_of::<HostLoss>();
+        if size < needed {
             return Err(format!(
-                "host loss struct_size {} is smaller than {}",
-                host.struct_size,
-                struct_size_of::<HostLoss>()
+                "the host's loss struct has struct_size {size}, smaller than the {needed} bytes of this plugin's HostLoss (maxi-plugin ABI version {MAXI_PLUGIN_ABI_VERSION}); the host is older than the SDK the plugin was built with: rebuild the plugin against the host's maxi-plugin"
             ));
         }
+        // SAFETY: the host declares at least this version's size; valid for the call.
+        let host = unsafe { &*loss };
         // SAFETY: `host` is valid for the duration of this call.
         let proxy = unsafe { HostLossProxy::new(host, &shape) }?;
         let problem = Problem::identity(Box::new(proxy), &shape);
@@ -425,11 +430,18 @@ impl PluginExport {
         let schema = serde_json::to_string(&schemars::schema_for!(F::Kwargs))
             .unwrap_or_else(|_| "{}".to_string());
         let aliases = serde_json::to_string(aliases).unwrap_or_else(|_| "[]".to_string());
+        let kwarg_aliases: serde_json::Map<String, serde_json::Value> =
+            <F::Kwargs as KwargsSpec>::ALIASES
+                .iter()
+                .map(|(alias, canonical)| (alias.to_string(), (*canonical).into()))
+                .collect();
+        let kwarg_aliases = serde_json::Value::Object(kwarg_aliases).to_string();
         let strings = vec![
             c_string(name),
             c_string(&aliases),
             c_string(doc),
             c_string(&schema),
+            c_string(&kwarg_aliases),
         ];
         let descriptor = ComponentDescriptor {
             struct_size: struct_size_of::<ComponentDescriptor>(),
@@ -442,6 +454,7 @@ impl PluginExport {
             create: Some(create_gradient::<F>),
             destroy: Some(destroy_gradient),
             gradient_compute: Some(compute_gradient),
+            kwarg_aliases_json: strings[4].as_ptr(),
         };
         self.components.push(ComponentExport {
             _strings: strings,
@@ -532,11 +545,13 @@ mod tests {
     #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
     #[serde(deny_unknown_fields)]
     struct Kw {
-        #[serde(default)]
+        #[serde(default, alias = "count")]
         n: usize,
     }
 
     impl KwargsSpec for Kw {
+        const ALIASES: &'static [(&'static str, &'static str)] = &[("count", "n")];
+
         fn validate(&self) -> std::result::Result<(), KwargProblem> {
             if self.n > 10 {
                 return Err(KwargProblem::new("n", "must be at most 10"));
@@ -628,6 +643,11 @@ mod tests {
         assert_eq!(s(d.plugin_version), "1.2.3");
         assert_eq!(s(c.name), "scale");
         assert_eq!(s(c.aliases_json), r#"["Scale"]"#);
+        assert_eq!(s(c.kwarg_aliases_json), r#"{"count":"n"}"#);
+        assert!(crate::abi::has_kwarg_aliases(c.struct_size));
+        assert!(!crate::abi::has_kwarg_aliases(
+            crate::abi::COMPONENT_DESCRIPTOR_V1_SIZE
+        ));
         let schema: serde_json::Value = serde_json::from_str(&s(c.kwargs_schema_json)).unwrap();
         assert!(schema["properties"]["n"].is_object(), "{schema}");
     }
@@ -648,6 +668,10 @@ mod tests {
         assert_eq!(
             call(c"{}"),
             (STATUS_OK, Some(r#"{"n":0}"#.into()), None, None)
+        );
+        assert_eq!(
+            call(c"{\"count\": 4}"),
+            (STATUS_OK, Some(r#"{"n":4}"#.into()), None, None)
         );
         let (status, _, field, err) = call(c"{\"n\": 11}");
         assert_eq!((status, field.as_deref()), (STATUS_ERROR, Some("n")));
@@ -751,6 +775,63 @@ mod tests {
         };
         assert_eq!(data, &[3.0, 6.0, 9.0, 12.0]);
         assert_eq!(got_shape, &shape);
+        // SAFETY: destroyed once.
+        unsafe { destroy(instance) };
+    }
+
+    /// The first fields of a `HostLoss` as an older, smaller host might hand it over.
+    #[repr(C)]
+    struct OldHostLoss {
+        struct_size: u32,
+        ctx: *mut c_void,
+        eval_batch: Option<crate::abi::LossCallbackFn>,
+    }
+
+    #[test]
+    fn a_smaller_host_loss_is_refused_reading_only_its_size() {
+        let c = component(descriptor());
+        let (create, compute, destroy) = (
+            c.create.unwrap(),
+            c.gradient_compute.unwrap(),
+            c.destroy.unwrap(),
+        );
+        let shape = [2usize];
+        let mut err: *mut c_char = std::ptr::null_mut();
+        let mut instance: *mut c_void = std::ptr::null_mut();
+        // SAFETY: valid arguments.
+        let status = unsafe { create(c"{}".as_ptr(), shape.as_ptr(), 1, &mut instance, &mut err) };
+        assert_eq!(status, STATUS_OK, "{:?}", take(err));
+        // A heap block of exactly the old struct's size: reading a whole `HostLoss` from it
+        // (as the SDK once did before checking the size) is out of bounds, which Miri reports
+        // (`MIRIFLAGS=-Zmiri-ignore-leaks cargo +nightly miri test -p maxi-plugin --lib
+        // smaller_host_loss`).
+        let old = Box::new(OldHostLoss {
+            struct_size: std::mem::size_of::<OldHostLoss>() as u32,
+            ctx: std::ptr::null_mut(),
+            eval_batch: Some(squared_norm),
+        });
+        let y = [1.0, 2.0];
+        let mut out = ArrayOut::empty();
+        // SAFETY: valid arguments, except the deliberately small loss struct.
+        let status = unsafe {
+            compute(
+                instance,
+                y.as_ptr(),
+                shape.as_ptr(),
+                1,
+                0,
+                (&*old as *const OldHostLoss).cast::<HostLoss>(),
+                &mut out,
+                &mut err,
+            )
+        };
+        assert_eq!(status, STATUS_ERROR);
+        let message = take(err).expect("message");
+        assert!(
+            message.contains("struct_size 24, smaller than the 56 bytes")
+                && message.contains("rebuild the plugin"),
+            "{message}"
+        );
         // SAFETY: destroyed once.
         unsafe { destroy(instance) };
     }

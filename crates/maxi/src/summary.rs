@@ -5,7 +5,6 @@ use maxi_core::ndarray::{ArrayD, ArrayViewD};
 use maxi_core::{Explanation, MaxiError, Model, Result, Shown, predict_class};
 use serde::Serialize;
 
-
 /// What an explanation shows and what it cost.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
