@@ -64,6 +64,11 @@ pub struct EvalArgs {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 
+    /// An autoencoder (e.g. fixtures/mnist/mnist_ae.onnx) to report the reconstruction error of
+    /// the explanations with, when the config's loss has none.
+    #[arg(long, value_name = "MODEL")]
+    pub ae: Option<PathBuf>,
+
     /// No per-image lines on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,

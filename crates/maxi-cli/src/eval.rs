@@ -100,9 +100,14 @@ pub fn run(args: &EvalArgs) -> CliResult<()> {
     };
     let loaded = load_model(&cfg, &explain_args)?;
     let model = loaded.model.clone();
-    let ae = match generator.config()["loss"].get("AE").and_then(Value::as_str) {
-        Some(path) => Some(maxi::registry::load_model_file(&cfg.dir.join(path))?),
-        None => None,
+    // the autoencoder of the config's loss, else --ae (to compare configs without one)
+    let ae = match (
+        generator.config()["loss"].get("AE").and_then(Value::as_str),
+        &args.ae,
+    ) {
+        (Some(path), _) => Some(maxi::registry::load_model_file(&cfg.dir.join(path))?),
+        (None, Some(path)) => Some(maxi::registry::load_model_file(path)?),
+        (None, None) => None,
     };
     let scratch = std::env::temp_dir().join(format!("maxi-eval-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)

@@ -79,10 +79,28 @@ fn message(r: &StepRecord, secs: f64) -> String {
     } else {
         0.0
     };
+    let valid = match r.valid {
+        Some(true) => "  valid",
+        Some(false) => "  not valid",
+        None => "",
+    };
     format!(
-        "attack loss {:.4}  l1 {:.2}  {:.0} rows/s",
+        "attack loss {:.4}  l1 {:.2}{valid}  {:.0} rows/s",
         r.attack_loss, r.l1_norm, rate
     )
+}
+
+/// `round 2/9 (c = 5)` for a search round, empty otherwise.
+fn round_label(info: &RunInfo) -> String {
+    let Some(r) = &info.round else {
+        return String::new();
+    };
+    let settings: Vec<String> = r
+        .settings
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("{k} = {v}")).collect())
+        .unwrap_or_default();
+    format!("round {}/{} ({})", r.index + 1, r.of, settings.join(", "))
 }
 
 impl Observer for Progress {
@@ -90,16 +108,32 @@ impl Observer for Progress {
         let Ok(mut s) = self.state.lock() else {
             return;
         };
-        s.started = Instant::now();
+        if info.round.as_ref().is_none_or(|r| r.index == 0) {
+            // the rate counts every round's rows from the start of the run
+            s.started = Instant::now();
+        }
         s.num_iter = info.num_iter;
+        let round = round_label(info);
+        if self.mode == Mode::Lines && !round.is_empty() {
+            let _ = writeln!(std::io::stderr().lock(), "{round}");
+        }
         if self.mode == Mode::Bar {
+            if let Some(old) = s.bar.take() {
+                old.finish_and_clear();
+            }
             let bar = ProgressBar::with_draw_target(
                 Some(info.num_iter as u64),
                 ProgressDrawTarget::stderr(),
             );
-            if let Ok(style) = ProgressStyle::with_template(
-                "{spinner} iteration {pos}/{len}  {msg}  [{wide_bar}] {elapsed}",
-            ) {
+            let template = format!(
+                "{{spinner}} {}iteration {{pos}}/{{len}}  {{msg}}  [{{wide_bar}}] {{elapsed}}",
+                if round.is_empty() {
+                    String::new()
+                } else {
+                    format!("{round}  ")
+                }
+            );
+            if let Ok(style) = ProgressStyle::with_template(&template) {
                 bar.set_style(style.progress_chars("=> "));
             }
             bar.set_message("starting");

@@ -132,7 +132,12 @@ fn explain_runs_with_the_tutorial_gradient_by_name() {
         .arg(&so)
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", stderr(&out));
+    // 0, or 3 when the short run found no valid explanation: either way it ran and wrote
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{}",
+        stderr(&out)
+    );
     let report: Value = serde_json::from_str(
         &std::fs::read_to_string(out_dir.join("report.json")).expect("report"),
     )

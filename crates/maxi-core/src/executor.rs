@@ -137,10 +137,15 @@ pub struct Names {
     pub optimizer: String,
 }
 
-/// How large an explanation is: the entries it uses, then IBM's elastic-net size. Smaller is
-/// better; [`Size::key`] orders them.
+/// How large (costly) a valid explanation is. Valid explanations are ranked by their
+/// penalty — the objective `L(v) + l1·‖v‖₁ + (l2/2)·‖v‖₂²` less the attack term's value at a
+/// valid point ([`crate::Description::attack_floor`]), so that runs with different weights of
+/// the attack term compare — then by the entries they use, then by IBM's elastic-net size.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Size {
+    /// `L(v) − attack floor + l1·‖v‖₁ + (l2/2)·‖v‖₂²`: the penalties of the objective (sparsity,
+    /// and e.g. CEM's autoencoder term).
+    pub penalty: f64,
     /// Entries of the variable whose magnitude exceeds the support threshold.
     pub support: usize,
     /// `l1·‖v‖₁ + ‖v‖₂²` with the run's L1 weight.
@@ -148,8 +153,14 @@ pub struct Size {
 }
 
 impl Size {
-    /// Of `v` with `threshold` and L1 weight `l1`.
-    pub fn of(v: ArrayViewD<'_, f64>, threshold: f64, l1: f64) -> Size {
+    /// Of `v` with loss value `value`, `threshold`, the regularisation and the attack floor.
+    pub fn of(
+        v: ArrayViewD<'_, f64>,
+        value: f64,
+        threshold: f64,
+        reg: Regularization,
+        floor: f64,
+    ) -> Size {
         let (mut support, mut a, mut b) = (0usize, 0.0f64, 0.0f64);
         for x in v.iter() {
             support += usize::from(x.abs() > threshold);
@@ -157,20 +168,15 @@ impl Size {
             b += x * x;
         }
         Size {
+            penalty: value - floor + reg.l1 * a + 0.5 * reg.l2 * b,
             support,
-            elastic: l1 * a + b,
+            elastic: reg.l1 * a + b,
         }
     }
 
-    /// Ordering key: fewer entries first, then the smaller elastic-net size.
-    pub fn key(&self) -> (usize, f64) {
-        (self.support, self.elastic)
-    }
-
-    /// True when `self` is strictly smaller than `other`.
+    /// True when `self` ranks strictly before `other`.
     pub fn smaller_than(&self, other: &Size) -> bool {
-        self.support < other.support
-            || (self.support == other.support && self.elastic < other.elastic)
+        (self.penalty, self.support, self.elastic) < (other.penalty, other.support, other.elastic)
     }
 }
 
@@ -224,6 +230,8 @@ pub struct Executor<'a> {
     observers: Vec<Arc<dyn Observer>>,
     seed: u64,
     round: Option<RoundInfo>,
+    /// The loss's attack floor (see [`Size`]).
+    floor: f64,
 }
 
 /// An iterate whose loss value is still to be found, with the counters at its update.
@@ -309,6 +317,7 @@ impl<'a> Executor<'a> {
             observers: Vec::new(),
             seed: 0,
             round: None,
+            floor: problem.loss().describe().attack_floor,
         }
     }
 
@@ -389,7 +398,13 @@ impl<'a> Executor<'a> {
     fn settle(&self, p: Pending, value: Assessed, reg: Regularization, tracker: &mut Tracker) {
         let r = self.record(&p, value, reg);
         self.observers.iter().for_each(|o| o.on_step(&r));
-        let size = Size::of(p.iterate.view(), self.problem.support_threshold(), reg.l1);
+        let size = Size::of(
+            p.iterate.view(),
+            value.value,
+            self.problem.support_threshold(),
+            reg,
+            self.floor,
+        );
         tracker.see(Scored {
             iteration: p.t,
             iterate: p.iterate,

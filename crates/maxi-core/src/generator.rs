@@ -536,9 +536,9 @@ impl ExplanationGenerator {
                 best_valid: finished.best_valid.as_ref().map(|b| b.size),
                 stop: finished.stop,
             });
-            let l1 = optimizer.regularization().l1;
+            let reg = optimizer.regularization();
             let strong =
-                full_strength(&problem, &finished, &counting, self.search.budget_rows, l1)?;
+                full_strength(&problem, &finished, &counting, self.search.budget_rows, reg)?;
             let full = strong.is_some();
             if let Some(result) = strong.as_ref().or(finished.result())
                 && best
@@ -555,11 +555,14 @@ impl ExplanationGenerator {
                     support_threshold: problem.support_threshold(),
                 });
             }
-            warm = best
-                .as_ref()
-                .filter(|b| b.scored.value.valid == Some(true))
-                .map(|b| b.scored.iterate.clone())
-                .or_else(|| finished.last.as_ref().map(|l| l.iterate.clone()));
+            // a failed round is continued (its last iterate is on its way, and its gradient is
+            // informative); after a round that ended valid the next starts afresh: from a
+            // valid point the attack term is flat and gives the optimiser nothing to go on
+            warm = if succeeded {
+                None
+            } else {
+                finished.last.as_ref().map(|l| l.iterate.clone())
+            };
             search.advance(succeeded);
             if search.finished()
                 || matches!(finished.stop, StopReason::Budget | StopReason::Observer)
@@ -626,41 +629,47 @@ fn round_rng(seed: u64, round: usize) -> crate::rng::MaxiRng {
     rng_from_seed(z ^ (z >> 31))
 }
 
-/// Most valid iterates of a round whose full-strength form is tried.
-const FULL_STRENGTH_CHECKS: usize = 4;
+/// Most full-strength forms of a round's valid iterates that are tried.
+const FULL_STRENGTH_CHECKS: usize = 24;
 
-/// The smallest valid iterate of a round whose full-strength form is valid too (that form),
-/// trying at most [`FULL_STRENGTH_CHECKS`] of them, one model row each, within the budget.
+/// The smallest valid full-strength form of a round's smallest valid iterates, trying at most
+/// [`FULL_STRENGTH_CHECKS`] forms (one model row each) within the budget.
 fn full_strength(
     problem: &Problem,
     finished: &crate::executor::Finished,
     counting: &CountingModel,
     budget: Option<u64>,
-    l1: f64,
+    reg: crate::optimizer::Regularization,
 ) -> Result<Option<Scored>> {
     let threshold = problem.support_threshold();
-    for candidate in finished.valid.iter().take(FULL_STRENGTH_CHECKS) {
-        if budget.is_some_and(|b| counting.stats().rows + 1 > b) {
-            break;
-        }
-        let Some(strong) = problem
+    let floor = problem.loss().describe().attack_floor;
+    let mut best: Option<Scored> = None;
+    let mut checks = 0;
+    for candidate in &finished.valid {
+        for strong in problem
             .loss()
             .full_strength(candidate.iterate.view(), threshold)
-        else {
-            return Ok(None);
-        };
-        let value = problem.assess(strong.view())?;
-        if value.valid == Some(true) {
-            let size = Size::of(strong.view(), threshold, l1);
-            return Ok(Some(Scored {
-                iteration: candidate.iteration,
-                iterate: strong,
-                value,
-                size,
-            }));
+        {
+            if checks == FULL_STRENGTH_CHECKS
+                || budget.is_some_and(|b| counting.stats().rows + 1 > b)
+            {
+                return Ok(best);
+            }
+            checks += 1;
+            let value = problem.assess(strong.view())?;
+            let size = Size::of(strong.view(), value.value, threshold, reg, floor);
+            if value.valid == Some(true) && best.as_ref().is_none_or(|b| size.smaller_than(&b.size))
+            {
+                best = Some(Scored {
+                    iteration: candidate.iteration,
+                    iterate: strong,
+                    value,
+                    size,
+                });
+            }
         }
     }
-    Ok(None)
+    Ok(best)
 }
 
 /// True when `a` is a better outcome than `b` (each with whether it is a full-strength form):

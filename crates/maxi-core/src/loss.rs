@@ -137,6 +137,10 @@ pub struct Description {
     /// The model's valid input range `[low, high]`, when the loss knows it (used to draw
     /// inputs).
     pub input_range: Option<[f64; 2]>,
+    /// The loss's value at a valid explanation apart from its penalty terms (CEM: `−c·K`), so
+    /// that valid explanations from runs with different weights rank by their penalties; 0
+    /// when the loss has no such part.
+    pub attack_floor: f64,
 }
 
 impl Description {
@@ -150,6 +154,7 @@ impl Description {
             no_info_val: 0.0,
             class: None,
             input_range: None,
+            attack_floor: 0.0,
         }
     }
 }
@@ -186,12 +191,12 @@ pub trait Loss: Send {
         v.to_owned()
     }
 
-    /// The iterate `v` with every entry it uses at full strength (e.g. a pertinent positive's
-    /// support at the input's own values), when that is a different iterate. A run prefers
-    /// it when it is valid too: such an explanation is faithful to its support. The default:
-    /// none.
-    fn full_strength(&self, _v: ArrayViewD<'_, f64>, _threshold: f64) -> Option<ArrayD<f64>> {
-        None
+    /// Forms of the iterate `v` with the entries it uses at full strength (e.g. a pertinent
+    /// positive's support at the input's own values), sparsest first. A run prefers the
+    /// first that is valid too: such an explanation is faithful to its support. `threshold`
+    /// is the magnitude above which an entry counts as used. The default: none.
+    fn full_strength(&self, _v: ArrayViewD<'_, f64>, _threshold: f64) -> Vec<ArrayD<f64>> {
+        Vec::new()
     }
 
     /// What the explanation is.

@@ -65,8 +65,9 @@ pub struct SearchKwargs {
     /// (`null`: never).
     #[serde(default)]
     pub give_up: Option<usize>,
-    /// Start each round after the first from the best valid iterate so far (else the last
-    /// iterate of the previous round) instead of the loss's start point.
+    /// Continue a round that follows a failed one from that round's last iterate instead of
+    /// the loss's start point (a round that follows a success always starts afresh: from a
+    /// valid point the attack term is flat and gives the optimiser nothing to go on).
     #[serde(default = "yes")]
     pub warm_start: bool,
 }

@@ -527,16 +527,30 @@ impl Loss for CemLoss {
         }
     }
 
-    fn full_strength(&self, v: ArrayViewD<'_, f64>, threshold: f64) -> Option<ArrayD<f64>> {
-        if !self.mode.is_pp() {
-            return None;
+    fn full_strength(&self, v: ArrayViewD<'_, f64>, threshold: f64) -> Vec<ArrayD<f64>> {
+        // the entries the explanation uses at least half of its range, a quarter of it, or at
+        // all, each at the end of its range (PP: the input's own value; PN: the largest
+        // change allowed)
+        let mut forms: Vec<ArrayD<f64>> = Vec::new();
+        for share in [0.5, 0.25, 0.0] {
+            let mut strong = v.to_owned();
+            ndarray::Zip::from(&mut strong)
+                .and(self.bounds.lower())
+                .and(self.bounds.upper())
+                .for_each(|s, &l, &u| {
+                    let end = if *s >= 0.0 { u } else { l };
+                    let used = if end != 0.0 { *s / end } else { 0.0 };
+                    *s = if s.abs() > threshold && used > share {
+                        end
+                    } else {
+                        0.0
+                    };
+                });
+            if strong != v && !forms.contains(&strong) && strong.iter().any(|x| *x != 0.0) {
+                forms.push(strong);
+            }
         }
-        // every entry the PP uses at the input's own value: its upper bound
-        let mut strong = v.to_owned();
-        ndarray::Zip::from(&mut strong)
-            .and(self.bounds.upper())
-            .for_each(|s, &u| *s = if s.abs() > threshold { u } else { 0.0 });
-        (strong != v).then_some(strong)
+        forms
     }
 
     fn describe(&self) -> Description {
@@ -552,6 +566,7 @@ impl Loss for CemLoss {
             no_info_val,
             class: Some(self.target),
             input_range: self.input_range,
+            attack_floor: -self.c * self.k,
         }
     }
 }
