@@ -171,7 +171,11 @@ fn explain_runs_with_the_tutorial_gradient_by_name() {
         .arg(&out_dir2)
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{}",
+        stderr(&out)
+    );
     let builtin: Value = serde_json::from_str(
         &std::fs::read_to_string(out_dir2.join("report.json")).expect("report"),
     )
