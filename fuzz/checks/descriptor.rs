@@ -2,12 +2,10 @@
 //! struct sizes, any strings where the ABI puts names, aliases, docs and JSON, missing
 //! functions, null components) must give components or a plugin error, never a panic. Its
 //! memory is always as large as it declares: a plugin that lies about that is beyond any host.
-#![no_main]
 
 use std::ffi::{CString, c_char, c_void};
 
-use libfuzzer_sys::arbitrary::{Result, Unstructured};
-use libfuzzer_sys::fuzz_target;
+use arbitrary::{Result, Unstructured};
 use maxi_plugin::abi::{
     ArrayOut, COMPONENT_DESCRIPTOR_V1_SIZE, ComponentDescriptor, HostLoss, MAXI_PLUGIN_ABI_VERSION,
     PluginDescriptor, STATUS_ERROR, struct_size_of,
@@ -162,14 +160,15 @@ impl Arena {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+/// Panics when the descriptor built from `data` breaks the reader's contract.
+pub fn check(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let mut arena = Arena::default();
     let Ok(descriptor) = arena.descriptor(&mut u) else {
         return;
     };
     // SAFETY: everything the descriptor points to lives in `arena` until the end of this
-    // closure; the components' functions are the statics above.
+    // function; the components' functions are the statics above.
     let read = unsafe { maxi_plugin_host::components_from_descriptor(descriptor, "fuzz.so") };
     match read {
         Ok(components) => {
@@ -183,4 +182,4 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(e) => assert!(e.is_usage() && e.to_string().contains("fuzz.so"), "{e}"),
     }
-});
+}
