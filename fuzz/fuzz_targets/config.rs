@@ -1,26 +1,8 @@
-//! Config files: any text, read as TOML or JSON (chosen by the first byte), must give a
-//! config or a usage error (exit code 2), never a panic.
+//! cargo-fuzz target `config`: the check lives in `checks/config.rs`, shared with the stable smoke
+//! test that CI runs.
 #![no_main]
 
-use std::path::Path;
+#[path = "../checks/config.rs"]
+mod config;
 
-use libfuzzer_sys::fuzz_target;
-use maxi_cli::config::Config;
-
-fuzz_target!(|data: &[u8]| {
-    let Some((&format, rest)) = data.split_first() else {
-        return;
-    };
-    let Ok(text) = std::str::from_utf8(rest) else {
-        return;
-    };
-    let file = if format % 2 == 0 {
-        "fuzz.toml"
-    } else {
-        "fuzz.json"
-    };
-    if let Err(e) = Config::from_text(text, Path::new(file)) {
-        assert_eq!(e.code, 2, "{}", e.message);
-        assert!(e.message.contains(file), "{}", e.message);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| config::check(data));
