@@ -18,6 +18,7 @@ use crate::config::{ComponentSpec, Config};
 use crate::error::{CliError, CliResult};
 use crate::input::{self, Source};
 use crate::list::print_stdout;
+use crate::model_adapters::ModelExtras;
 use crate::output::{Staging, check_out_dir};
 use crate::progress::{Mode, Progress};
 use crate::render::{self, Layout};
@@ -34,6 +35,8 @@ struct LoadedModel {
     model: Arc<dyn Model>,
     /// Resolved `[model]` table: `backend` plus every kwarg with defaults.
     config: Value,
+    /// Adapters and class names from `[model]`.
+    extras: ModelExtras,
 }
 
 /// Runs `maxi explain`.
@@ -60,7 +63,7 @@ pub fn run(args: &ExplainArgs) -> CliResult<()> {
     let progress = Arc::new(Progress::new(Mode::detect(args.quiet), stop.clone()));
     let generator = build_generator(&cfg, seed, progress.clone())?;
     check_out_dir(&args.out)?;
-    let loaded = load_model(&cfg, args)?;
+    let mut loaded = load_model(&cfg, args)?;
     let pixel_range = args.pixel_range.or(cfg.input.pixel_range);
     let source = match (&args.input, &cfg.input.path) {
         (Some(s), _) => Source::parse(s, None)?,
@@ -76,7 +79,9 @@ pub fn run(args: &ExplainArgs) -> CliResult<()> {
         &source,
         model_shape.as_deref(),
         pixel_range.unwrap_or([0.0, 1.0]),
+        &cfg.input.photo,
     )?;
+    let x = loaded.extras.focus(&mut loaded.model, x, &file)?;
     if stop.load(Ordering::SeqCst) {
         return Err(CliError::interrupted(format!(
             "interrupted before the run; nothing was written to {}",
@@ -113,7 +118,7 @@ pub fn run(args: &ExplainArgs) -> CliResult<()> {
     resolved["model"] = loaded.config.clone();
     resolved["input"] = json!({"path": source.describe(), "pixel_range": pixel_range});
     let display = display_range(pixel_range, &e, &source, &x);
-    let outcome = summarise(&e, &x, loaded.model.as_ref())?;
+    let outcome = summarise(&e, &x, loaded.model.as_ref(), &loaded.extras)?;
     let mut report = outcome.report.clone();
     report.insert("seed".into(), json!(e.seed));
     report.insert("config".into(), resolved);
@@ -265,6 +270,7 @@ fn load_model(cfg: &Config, args: &ExplainArgs) -> CliResult<LoadedModel> {
         }
     };
     let mut kw: Map<String, Value> = cfg.model.kwargs.clone();
+    let extras = ModelExtras::take(&mut kw, &cfg.dir, &file)?;
     kw.insert("path".into(), json!(path.display().to_string()));
     if let Some(t) = args.threads {
         kw.insert("threads".into(), json!(t));
@@ -284,11 +290,17 @@ fn load_model(cfg: &Config, args: &ExplainArgs) -> CliResult<LoadedModel> {
     let model = prepared.build(&ModelContext {
         base_dir: Some(&cfg.dir),
     })?;
+    let model = extras.wrap(model, &file)?;
     let mut config = prepared.kwargs_json();
     if let Value::Object(m) = &mut config {
         m.insert("backend".into(), json!(entry.meta.name));
+        m.extend(extras.config());
     }
-    Ok(LoadedModel { model, config })
+    Ok(LoadedModel {
+        model,
+        config,
+        extras,
+    })
 }
 
 /// What the run shows, in numbers and one sentence.
@@ -297,7 +309,12 @@ struct Outcome {
     verdict: String,
 }
 
-fn summarise(e: &Explanation, x: &ArrayD<f64>, model: &dyn Model) -> CliResult<Outcome> {
+fn summarise(
+    e: &Explanation,
+    x: &ArrayD<f64>,
+    model: &dyn Model,
+    names: &ModelExtras,
+) -> CliResult<Outcome> {
     let d = &e.description;
     let last = e.last_record();
     let mut report = Map::new();
@@ -323,22 +340,27 @@ fn summarise(e: &Explanation, x: &ArrayD<f64>, model: &dyn Model) -> CliResult<O
             {
                 report.extend(m);
             }
-            let (n, orig, cls) = (s.nonzero, s.original_class, s.explanation_class);
+            names.annotate(&mut report);
+            let (n, orig, cls) = (
+                s.nonzero,
+                names.class(s.original_class),
+                names.class_short(s.explanation_class),
+            );
             if d.shown == Shown::InputPlusCandidate {
                 let only_added = e
                     .final_candidate()
                     .is_some_and(|c| c.iter().all(|v| *v >= -NONZERO_THRESHOLD));
                 let verb = if only_added { "adding" } else { "changing" };
-                if cls != orig {
-                    format!("{label}: {verb} {n} {unit} turns class {orig} into {cls}")
+                if s.explanation_class != s.original_class {
+                    format!("{label}: {verb} {n} {unit} turns {orig} into {cls}")
                 } else {
                     format!(
-                        "{label}: {verb} {n} {unit} leaves class {orig} unchanged — no {} found {retry}",
+                        "{label}: {verb} {n} {unit} leaves {orig} unchanged — no {} found {retry}",
                         d.name
                     )
                 }
-            } else if cls == orig {
-                format!("{label}: {n} of {} {unit} keep class {orig}", x.len())
+            } else if s.explanation_class == s.original_class {
+                format!("{label}: {n} of {} {unit} keep {orig}", x.len())
             } else {
                 format!(
                     "{label}: {n} of {} {unit} are classified {cls}, not {orig} — no {} found {retry}",

@@ -17,7 +17,9 @@ mod error;
 mod explain;
 mod input;
 mod list;
+mod model_adapters;
 mod output;
+mod photo;
 mod progress;
 mod render;
 

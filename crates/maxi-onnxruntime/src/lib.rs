@@ -37,7 +37,9 @@
 //!
 //! As with the `onnx` backend: exactly one `float32` input `[batch, ...item]` whose batch axis
 //! is symbolic or 1 and whose item axes are fixed; inputs are converted from `f64` to `f32`;
-//! the **first** output must be `float32` and is returned as `f64`, shaped `[B, ...]`.
+//! the **first** output (or the one the `output` kwarg names, by name or position) must be
+//! `float32` and is returned as `f64`, shaped `[B, ...]`, with its trailing axes of size 1
+//! dropped when `squeeze` is set.
 //!
 //! # Execution strategy: N single-threaded sessions sharing each batch
 //!
@@ -92,7 +94,8 @@ use maxi_core::{
     Factory, KwargProblem, KwargsSpec, MaxiError, Model, ModelContext, ModelKind, Result, Valid,
 };
 use maxi_onnx_support::{
-    assemble_batch, check_batch_shape, check_file_backend_kwargs, to_f32_row_major,
+    OutputRef, assemble_batch, check_batch_shape, check_file_backend_kwargs, check_output_kwarg,
+    select_output, squeeze_trailing, to_f32_row_major,
 };
 use ndarray::{ArrayD, ArrayViewD};
 use ort::environment::Environment;
@@ -517,10 +520,12 @@ struct InputInfo {
     item_shape: Vec<usize>,
     /// The batch axis is fixed to 1 in the file: every call must have one row.
     batch_fixed_to_one: bool,
+    /// Position of the returned output among the model's outputs.
+    output: usize,
 }
 
 /// Checks the session's input and first output declarations and reads the item shape.
-fn inspect(path: &Path, session: &Session) -> Result<InputInfo> {
+fn inspect(path: &Path, session: &Session, output: Option<&OutputRef>) -> Result<InputInfo> {
     let inputs = session.inputs();
     if inputs.len() != 1 {
         return Err(load_error(
@@ -593,13 +598,13 @@ fn inspect(path: &Path, session: &Session) -> Result<InputInfo> {
         }
         item_shape.push(d as usize);
     }
-    let Some(first_output) = session.outputs().first() else {
-        return Err(load_error(
-            path,
-            "the model declares no output; re-export it with one",
-        ));
-    };
-    match first_output.dtype() {
+    let names: Vec<String> = session
+        .outputs()
+        .iter()
+        .map(|o| o.name().to_string())
+        .collect();
+    let chosen = select_output(&names, output).map_err(|m| load_error(path, m))?;
+    match session.outputs()[chosen].dtype() {
         ValueType::Tensor {
             ty: TensorElementType::Float32,
             ..
@@ -623,6 +628,7 @@ fn inspect(path: &Path, session: &Session) -> Result<InputInfo> {
     Ok(InputInfo {
         item_shape,
         batch_fixed_to_one,
+        output: chosen,
     })
 }
 
@@ -636,6 +642,8 @@ pub struct OrtModel {
     name: String,
     item_shape: Vec<usize>,
     output_item_shape: Vec<usize>,
+    /// Position of the returned output.
+    output: usize,
     threads: usize,
     chunking: Chunking,
     rows_independent: bool,
@@ -676,6 +684,18 @@ impl OrtModel {
         path: impl AsRef<Path>,
         threads: usize,
         batch_size: Option<usize>,
+    ) -> Result<Self> {
+        Self::with_output(path, threads, batch_size, None, false)
+    }
+
+    /// Like [`OrtModel::with_options`], returning the output `output` names (by name or
+    /// position; `None`: the first) with its trailing axes of size 1 dropped when `squeeze`.
+    pub fn with_output(
+        path: impl AsRef<Path>,
+        threads: usize,
+        batch_size: Option<usize>,
+        output: Option<&OutputRef>,
+        squeeze: bool,
     ) -> Result<Self> {
         let path = path.as_ref();
         for (name, value) in [("threads", Some(threads)), ("batch_size", batch_size)] {
@@ -721,7 +741,7 @@ impl OrtModel {
                 .map_err(|e| unreadable(&e))
         };
         let first = open()?;
-        let info = inspect(path, &first)?;
+        let info = inspect(path, &first, output)?;
         let mut sessions = Vec::with_capacity(threads);
         sessions.push(Mutex::new(first));
         for _ in 1..threads {
@@ -753,6 +773,7 @@ impl OrtModel {
             name,
             item_shape: info.item_shape,
             output_item_shape: Vec::new(),
+            output: info.output,
             threads,
             chunking: Chunking::Fixed(1),
             rows_independent: true,
@@ -769,6 +790,9 @@ impl OrtModel {
             Some((1, rest)) => rest.to_vec(),
             _ => shape,
         };
+        if squeeze {
+            model.output_item_shape = squeeze_trailing(&model.output_item_shape);
+        }
         if !info.batch_fixed_to_one {
             model.rows_independent = model.probe_row_independence().map_err(|e| {
                 load_error(
@@ -872,9 +896,16 @@ impl OrtModel {
         if outputs.len() == 0 {
             return Err("produced no output".into());
         }
-        let (out_shape, data) = outputs[0]
+        if self.output >= outputs.len() {
+            return Err(format!(
+                "produced {} output(s); output {} was asked for",
+                outputs.len(),
+                self.output
+            ));
+        }
+        let (out_shape, data) = outputs[self.output]
             .try_extract_tensor::<f32>()
-            .map_err(|e| format!("cannot read the first output as float32: {e}"))?;
+            .map_err(|e| format!("cannot read output {} as float32: {e}", self.output))?;
         let out_shape: Vec<usize> = out_shape.iter().map(|&d| d.max(0) as usize).collect();
         Ok((out_shape, data.to_vec()))
     }
@@ -962,6 +993,13 @@ pub struct OrtKwargs {
     /// axis is fixed to 1.
     #[serde(default)]
     pub batch_size: Option<usize>,
+    /// The output to return, by name (e.g. `"logits"`) or position (0 for the first).
+    /// `null`: the first output.
+    #[serde(default)]
+    pub output: Option<OutputRef>,
+    /// Drop the output's trailing axes of size 1 (e.g. `[N, 1000, 1, 1]` → `[N, 1000]`).
+    #[serde(default)]
+    pub squeeze: bool,
 }
 
 impl KwargsSpec for OrtKwargs {
@@ -971,7 +1009,8 @@ impl KwargsSpec for OrtKwargs {
             self.threads,
             self.batch_size,
             "to split batches evenly over the sessions",
-        )
+        )?;
+        check_output_kwarg(self.output.as_ref())
     }
 }
 
@@ -986,10 +1025,12 @@ impl Factory<ModelKind> for OrtFactory {
     fn build(kwargs: &Valid<OrtKwargs>, ctx: &ModelContext<'_>) -> Result<Arc<dyn Model>> {
         let path = ctx.resolve_path(&kwargs.path);
         let threads = kwargs.threads.unwrap_or_else(default_threads);
-        Ok(Arc::new(OrtModel::with_options(
+        Ok(Arc::new(OrtModel::with_output(
             path,
             threads,
             kwargs.batch_size,
+            kwargs.output.as_ref(),
+            kwargs.squeeze,
         )?))
     }
 }
@@ -1001,7 +1042,7 @@ maxi_core::register_model!(
     extensions = [],
     doc = "ONNX model run with ONNX Runtime (library loaded at run time from ORT_DYLIB_PATH or \
            the Python package onnxruntime): one input [batch, ...item] of float32, first output \
-           returned; batches are split over `threads` single-threaded sessions"
+           (or `output`) returned; batches are split over `threads` single-threaded sessions"
 );
 
 #[cfg(test)]
