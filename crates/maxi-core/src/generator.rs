@@ -318,6 +318,7 @@ impl ExplanationGenerator {
             model: counting.clone(),
             models: &self.loss.resolver,
             space: space.clone(),
+            seed: self.seed,
         })?;
         let bounds = loss.bounds().clone();
         check_variable_shape("bounds", bounds.lower().shape(), space.as_ref())?;

@@ -13,7 +13,10 @@
 //! default 0): for PP the candidate is `no_info_val + y`, so `y = 0` — where the l1 term
 //! pulls — means "no information". PP candidates lie between `no_info_val` and `x`
 //! elementwise; PN perturbations lie in `[-1, 1]` by default, intersected with
-//! `input_range − x` when an input range is given. PP starts at `x`, PN at zero.
+//! `input_range − x` when an input range is given. PP starts at `x`, PN at zero; the `x0`
+//! kwarg chooses another start: `zeros` (no information), `uniform` (each entry drawn between
+//! the input's minimum and that entry, MAXi's `generate_rand_image`) or `gaussian` (N(0, 1)
+//! per entry, MAXi's PN start), both seeded from the run's seed and clipped to the box.
 #![warn(missing_docs)]
 
 use std::sync::Arc;
@@ -68,6 +71,27 @@ fn ten() -> f64 {
     10.0
 }
 
+/// Where the optimisation starts (the `x0` kwarg). The values are candidates: for PP the
+/// explanation itself (the variable is the candidate minus `no_info_val`), for PN the
+/// perturbation; every start is clipped to the box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StartPoint {
+    /// PP only: the input itself (PP's default).
+    Input,
+    /// No information: PP `no_info_val` everywhere, PN no change (PN's default).
+    #[serde(alias = "zero")]
+    Zeros,
+    /// Each entry uniform between the input's minimum and that entry (MAXi's
+    /// `generate_rand_image`).
+    Uniform,
+    /// Each entry from N(0, 1) (MAXi's PN start, `generate_from_gaussian`).
+    Gaussian,
+}
+
+/// The generator stream (see `maxi_core::rng_for`) of CEM's random start points.
+pub const START_STREAM: u64 = 0x4345_4D5F_5830; // "CEM_X0"
+
 /// Kwargs of the CEM loss.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -101,6 +125,10 @@ pub struct CemKwargs {
     /// Upper bound of the candidate (PP: δ; PN: the perturbation); default from the mode.
     #[serde(default)]
     pub upper: Option<BoundSpec>,
+    /// Start point: `input` (PP only), `zeros`, `uniform` or `gaussian` (random ones seeded
+    /// from the run's seed); `null`: PP `input`, PN `zeros`.
+    #[serde(default)]
+    pub x0: Option<StartPoint>,
 }
 
 impl KwargsSpec for CemKwargs {
@@ -128,6 +156,13 @@ impl KwargsSpec for CemKwargs {
                 format!("needs finite low < high, got [{lo}, {hi}]"),
             ));
         }
+        if self.x0 == Some(StartPoint::Input) && !self.mode.is_pp() {
+            return Err(KwargProblem::new(
+                "x0",
+                "\"input\" only applies to PP (a PN's variable is an addition to the input); \
+                 use \"zeros\", \"uniform\" or \"gaussian\"",
+            ));
+        }
         if self.pn_target.is_some() && self.mode.is_pp() {
             return Err(KwargProblem::new(
                 "pn_target",
@@ -152,6 +187,26 @@ pub struct CemLoss {
     offset: f64,
     input_range: Option<[f64; 2]>,
     bounds: Bounds,
+    start: ArrayD<f64>,
+}
+
+/// The start variable for `x0` (see [`StartPoint`]), before clipping: candidates minus
+/// `offset`; random draws come from the run's seed.
+fn start_point(x0: StartPoint, x: &ArrayD<f64>, offset: f64, seed: u64) -> ArrayD<f64> {
+    use rand::RngExt;
+    let mut rng = maxi_core::rng_for(seed, START_STREAM);
+    match x0 {
+        StartPoint::Input => x.mapv(|v| v - offset),
+        StartPoint::Zeros => ArrayD::zeros(x.shape()),
+        StartPoint::Uniform => {
+            let lo = x.iter().copied().fold(f64::INFINITY, f64::min);
+            x.mapv(|v| lo + (v - lo) * rng.random::<f64>() - offset)
+        }
+        StartPoint::Gaussian => x.mapv(|_| {
+            let z: f64 = rand_distr::Distribution::sample(&rand_distr::StandardNormal, &mut rng);
+            z - offset
+        }),
+    }
 }
 
 fn bound_array(
@@ -296,7 +351,15 @@ impl CemLoss {
             Some(r) => Some(Arc::new(CountingModel::new(ctx.models.resolve(r)?)) as Arc<dyn Model>),
             None => None,
         };
+        let x0 = kw.x0.unwrap_or(if kw.mode.is_pp() {
+            StartPoint::Input
+        } else {
+            StartPoint::Zeros
+        });
+        let mut start = start_point(x0, &x, offset, ctx.seed);
+        bounds.clip(&mut start);
         Ok(CemLoss {
+            start,
             mode: kw.mode,
             c: kw.c,
             gamma: kw.gamma,
@@ -417,13 +480,7 @@ impl Loss for CemLoss {
     }
 
     fn start(&self) -> ArrayD<f64> {
-        if self.mode.is_pp() {
-            let mut y = self.x.mapv(|v| v - self.offset);
-            self.bounds.clip(&mut y);
-            y
-        } else {
-            ArrayD::zeros(self.x.shape())
-        }
+        self.start.clone()
     }
 
     fn candidate(&self, y: ArrayViewD<'_, f64>) -> ArrayD<f64> {
@@ -500,6 +557,7 @@ mod tests {
                 model: linear(),
                 models: &resolver,
                 space: Arc::new(Identity::new(&[2])),
+                seed: 0,
             },
         )
         .expect("loss")
