@@ -96,13 +96,17 @@ impl KwargsSpec for PreprocessKwargs {
 
 /// A model that preprocesses its inputs with a chain of [`Step`]s before calling the inner
 /// model; its item shape is the image's (before the chain).
+///
+/// The chain is compiled when the adapter is built into one gather with an affine map per
+/// entry: entry `i` of what the model sees is `a[i]·image[src[i]] + b[i]`, so a batch costs
+/// one pass (scale, mean and std compose into `a`, `b`; reorder and layout into `src`).
 pub struct Preprocessed {
     inner: Arc<dyn Model>,
-    steps: Vec<Step>,
-    /// Channel axis of the item before each step (`None`: one channel).
-    channel_axes: Vec<Option<usize>>,
     outer_shape: Vec<usize>,
     inner_shape: Vec<usize>,
+    src: Vec<usize>,
+    a: Vec<f64>,
+    b: Vec<f64>,
 }
 
 fn layout_error(message: String) -> MaxiError {
@@ -190,12 +194,20 @@ impl Preprocessed {
                 Step::Reorder(_) | Step::Scale(_) => {}
             }
         }
+        let (src, a, b) = compile(&kwargs.steps, &channel_axes, &outer_shape);
+        if src.len() != inner_shape.iter().product::<usize>() {
+            return Err(layout_error(format!(
+                "the chain gives {} entries but the model takes {inner_shape:?}",
+                src.len()
+            )));
+        }
         Ok(Preprocessed {
             inner,
-            steps: kwargs.steps.clone(),
-            channel_axes,
             outer_shape,
             inner_shape,
+            src,
+            a,
+            b,
         })
     }
 
@@ -206,35 +218,84 @@ impl Preprocessed {
 
     /// What the inner model is shown for a batch `[B, ...image]`: `[B, ...inner item]`.
     pub fn apply(&self, batch: ArrayViewD<'_, f64>) -> ArrayD<f64> {
-        let mut a = batch.to_owned();
-        for (step, channel) in self.steps.iter().zip(&self.channel_axes) {
-            // axes of `a` are shifted by one for the batch
-            let axis = channel.map(|c| Axis(c + 1));
-            match step {
-                Step::Layout(LayoutChange::HwcToChw) => {
-                    a = a
-                        .permuted_axes(IxDyn(&[0, 3, 1, 2]))
-                        .as_standard_layout()
-                        .into_owned();
-                }
-                Step::Layout(LayoutChange::ChwToHwc) => {
-                    a = a
-                        .permuted_axes(IxDyn(&[0, 2, 3, 1]))
-                        .as_standard_layout()
-                        .into_owned();
-                }
-                Step::Reorder(p) => {
-                    if let Some(ax) = axis {
-                        a = a.select(ax, p);
-                    }
-                }
-                Step::Scale(s) => a.mapv_inplace(|v| v * s),
-                Step::Mean(m) => per_channel(&mut a, axis, m, |v, m| v - m),
-                Step::Std(s) => per_channel(&mut a, axis, s, |v, s| v / s),
+        let rows = batch.shape()[0];
+        let d = self.src.len();
+        let mut out = vec![0.0; rows * d];
+        let standard = batch.as_standard_layout();
+        let flat = standard.as_slice().unwrap_or(&[]);
+        let item = self.outer_shape.iter().product::<usize>();
+        for (row, dst) in flat
+            .chunks_exact(item.max(1))
+            .zip(out.chunks_exact_mut(d.max(1)))
+        {
+            for (((o, &s), &a), &b) in dst.iter_mut().zip(&self.src).zip(&self.a).zip(&self.b) {
+                *o = a * row[s] + b;
             }
         }
-        a
+        let mut shape = vec![rows];
+        shape.extend_from_slice(&self.inner_shape);
+        ArrayD::from_shape_vec(IxDyn(&shape), out).unwrap_or_else(|_| ArrayD::zeros(IxDyn(&shape)))
     }
+}
+
+/// Compiles the chain into `(src, a, b)` over the entries of the model's item (row-major):
+/// entry `i` is `a[i]·image[src[i]] + b[i]`.
+fn compile(
+    steps: &[Step],
+    channel_axes: &[Option<usize>],
+    outer_shape: &[usize],
+) -> (Vec<usize>, Vec<f64>, Vec<f64>) {
+    let n: usize = outer_shape.iter().product();
+    let shape = IxDyn(outer_shape);
+    let mut src = ArrayD::from_shape_vec(shape.clone(), (0..n).collect::<Vec<usize>>())
+        .unwrap_or_else(|_| ArrayD::zeros(shape.clone()));
+    let mut a = ArrayD::from_elem(shape.clone(), 1.0);
+    let mut b = ArrayD::from_elem(shape, 0.0);
+    for (step, channel) in steps.iter().zip(channel_axes) {
+        let axis = channel.map(Axis);
+        match step {
+            Step::Layout(change) => {
+                let order = match change {
+                    LayoutChange::HwcToChw => [2, 0, 1],
+                    LayoutChange::ChwToHwc => [1, 2, 0],
+                };
+                src = src
+                    .permuted_axes(IxDyn(&order))
+                    .as_standard_layout()
+                    .into_owned();
+                a = a
+                    .permuted_axes(IxDyn(&order))
+                    .as_standard_layout()
+                    .into_owned();
+                b = b
+                    .permuted_axes(IxDyn(&order))
+                    .as_standard_layout()
+                    .into_owned();
+            }
+            Step::Reorder(p) => {
+                if let Some(ax) = axis {
+                    src = src.select(ax, p);
+                    a = a.select(ax, p);
+                    b = b.select(ax, p);
+                }
+            }
+            Step::Scale(s) => {
+                a.mapv_inplace(|v| v * s);
+                b.mapv_inplace(|v| v * s);
+            }
+            Step::Mean(m) => per_channel(&mut b, axis, m, |v, m| v - m),
+            Step::Std(sd) => {
+                per_channel(&mut a, axis, sd, |v, s| v / s);
+                per_channel(&mut b, axis, sd, |v, s| v / s);
+            }
+        }
+    }
+    let flat = |x: ArrayD<f64>| x.as_standard_layout().iter().copied().collect::<Vec<f64>>();
+    (
+        src.as_standard_layout().iter().copied().collect(),
+        flat(a),
+        flat(b),
+    )
 }
 
 /// Applies `f(v, value of v's channel)` to every entry (`values` has 1 or one per channel).

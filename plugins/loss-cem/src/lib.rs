@@ -76,8 +76,8 @@ fn ten() -> f64 {
 /// perturbation; every start is clipped to the box.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum StartPoint {
-    /// PP only: the input itself (PP's default).
+pub enum CemStart {
+    /// The input itself (PP's default: every entry kept; for PN the same as `zeros`).
     Input,
     /// No information: PP `no_info_val` everywhere, PN no change (PN's default).
     #[serde(alias = "zero")]
@@ -125,10 +125,10 @@ pub struct CemKwargs {
     /// Upper bound of the candidate (PP: δ; PN: the perturbation); default from the mode.
     #[serde(default)]
     pub upper: Option<BoundSpec>,
-    /// Start point: `input` (PP only), `zeros`, `uniform` or `gaussian` (random ones seeded
-    /// from the run's seed); `null`: PP `input`, PN `zeros`.
+    /// Start point: `input`, `zeros`, `uniform` or `gaussian` (random ones seeded from the
+    /// run's seed); `null`: PP `input`, PN `zeros` (for PN `input` is `zeros`).
     #[serde(default)]
-    pub x0: Option<StartPoint>,
+    pub x0: Option<CemStart>,
 }
 
 impl KwargsSpec for CemKwargs {
@@ -154,13 +154,6 @@ impl KwargsSpec for CemKwargs {
             return Err(KwargProblem::new(
                 "input_range",
                 format!("needs finite low < high, got [{lo}, {hi}]"),
-            ));
-        }
-        if self.x0 == Some(StartPoint::Input) && !self.mode.is_pp() {
-            return Err(KwargProblem::new(
-                "x0",
-                "\"input\" only applies to PP (a PN's variable is an addition to the input); \
-                 use \"zeros\", \"uniform\" or \"gaussian\"",
             ));
         }
         if self.pn_target.is_some() && self.mode.is_pp() {
@@ -190,19 +183,20 @@ pub struct CemLoss {
     start: ArrayD<f64>,
 }
 
-/// The start variable for `x0` (see [`StartPoint`]), before clipping: candidates minus
+/// The start variable for `x0` (see [`CemStart`]), before clipping: candidates minus
 /// `offset`; random draws come from the run's seed.
-fn start_point(x0: StartPoint, x: &ArrayD<f64>, offset: f64, seed: u64) -> ArrayD<f64> {
+fn start_point(x0: CemStart, pp: bool, x: &ArrayD<f64>, offset: f64, seed: u64) -> ArrayD<f64> {
     use rand::RngExt;
     let mut rng = maxi_core::rng_for(seed, START_STREAM);
     match x0 {
-        StartPoint::Input => x.mapv(|v| v - offset),
-        StartPoint::Zeros => ArrayD::zeros(x.shape()),
-        StartPoint::Uniform => {
+        CemStart::Input if pp => x.mapv(|v| v - offset),
+        CemStart::Input => ArrayD::zeros(x.shape()),
+        CemStart::Zeros => ArrayD::zeros(x.shape()),
+        CemStart::Uniform => {
             let lo = x.iter().copied().fold(f64::INFINITY, f64::min);
             x.mapv(|v| lo + (v - lo) * rng.random::<f64>() - offset)
         }
-        StartPoint::Gaussian => x.mapv(|_| {
+        CemStart::Gaussian => x.mapv(|_| {
             let z: f64 = rand_distr::Distribution::sample(&rand_distr::StandardNormal, &mut rng);
             z - offset
         }),
@@ -352,11 +346,11 @@ impl CemLoss {
             None => None,
         };
         let x0 = kw.x0.unwrap_or(if kw.mode.is_pp() {
-            StartPoint::Input
+            CemStart::Input
         } else {
-            StartPoint::Zeros
+            CemStart::Zeros
         });
-        let mut start = start_point(x0, &x, offset, ctx.seed);
+        let mut start = start_point(x0, kw.mode.is_pp(), &x, offset, ctx.seed);
         bounds.clip(&mut start);
         Ok(CemLoss {
             start,

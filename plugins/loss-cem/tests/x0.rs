@@ -108,12 +108,9 @@ fn gaussian_pn_start_is_standard_normal_clipped_to_the_box() {
 }
 
 #[test]
-fn input_is_refused_for_pn() {
-    let kw: CemKwargs =
-        serde_json::from_value(serde_json::json!({"mode": "PN", "x0": "input"})).expect("parses");
-    let p = Valid::check(kw).expect_err("accepted");
-    assert_eq!(p.field, "x0");
-    assert!(p.message.contains("only applies to PP"), "{}", p.message);
+fn input_for_pn_is_no_change_and_unknown_starts_are_refused() {
+    let l = loss(serde_json::json!({"mode": "PN", "x0": "input"}), 0);
+    assert_eq!(l.start(), ArrayD::<f64>::zeros(IxDyn(&[D])));
     let bad: Result<CemKwargs, _> =
         serde_json::from_value(serde_json::json!({"mode": "PP", "x0": "random"}));
     assert!(bad.is_err());
