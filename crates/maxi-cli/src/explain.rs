@@ -141,6 +141,10 @@ pub fn run(args: &ExplainArgs) -> CliResult<()> {
     report.insert("stopped_early".into(), json!(e.stopped_early()));
     report.insert("maxi_version".into(), json!(env!("CARGO_PKG_VERSION")));
 
+    let mut staging = staging;
+    loaded
+        .extras
+        .write_region_picture(&mut staging, &e, &x, display)?;
     let written = write_outputs(staging, args, &e, &x, display, report, &stop)?;
     if !args.quiet {
         let mut text = format!("{}\n", outcome.verdict);

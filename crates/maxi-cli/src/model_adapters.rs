@@ -130,6 +130,55 @@ impl ModelExtras {
     }
 }
 
+impl ModelExtras {
+    /// With a region: writes `region.png` into `staging`, the full image (left) and the full
+    /// image with the final explanation in the rectangle (right: PP shows the kept part,
+    /// PN the perturbed input), drawn in the display range `[lo, hi]`.
+    pub fn write_region_picture(
+        &self,
+        staging: &mut crate::output::Staging,
+        e: &maxi::Explanation,
+        crop: &ArrayD<f64>,
+        [lo, hi]: [f64; 2],
+    ) -> CliResult<()> {
+        use crate::render;
+        let (Some(region), Some(last)) = (&self.region, e.final_candidate()) else {
+            return Ok(());
+        };
+        let full = region.image();
+        let Some(l) = render::layout(full.shape()) else {
+            return Ok(());
+        };
+        let shown = match e.description.shown {
+            maxi::Shown::InputPlusCandidate => crop + last,
+            _ => last.clone(),
+        };
+        let pasted = region.paste(full, shown.view());
+        let scale = render::display_scale(&l);
+        let to_unit = |v: f64| (v - lo) / (hi - lo);
+        let mut left = render::picture(&render::hwc(full, &l), &l, scale, to_unit);
+        let right = render::picture(&render::hwc(&pasted, &l), &l, scale, to_unit);
+        // the rectangle's outline on the left panel
+        let r = region.rect();
+        let (x0, y0) = (r.x as u32 * scale, r.y as u32 * scale);
+        let (x1, y1) = (
+            ((r.x + r.w) as u32 * scale).saturating_sub(1),
+            ((r.y + r.h) as u32 * scale).saturating_sub(1),
+        );
+        for (x, y) in (x0..=x1)
+            .flat_map(|x| [(x, y0), (x, y1)])
+            .chain((y0..=y1).flat_map(|y| [(x0, y), (x1, y)]))
+        {
+            if x < left.width() && y < left.height() {
+                left.put_pixel(x, y, image::Rgb([255, 200, 0]));
+            }
+        }
+        let bytes = render::png_bytes(&render::side_by_side(&[left, right]))
+            .map_err(|err| CliError::runtime(format!("cannot encode PNG: {err}")))?;
+        staging.write("region.png", &bytes)
+    }
+}
+
 /// Class names by index.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClassNames(Vec<String>);
