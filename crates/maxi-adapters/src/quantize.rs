@@ -89,7 +89,7 @@ impl Model for Quantized {
         match self.kwargs.name {
             QuantizerName::Identity => Ok(out),
             QuantizerName::BinaryConfidence => {
-                if out.ndim() == 0 || out.shape()[0] == 0 || out.len() == 0 {
+                if out.ndim() == 0 || out.is_empty() {
                     return Err(MaxiError::ModelRun {
                         model: self.inner.describe(),
                         message: format!(

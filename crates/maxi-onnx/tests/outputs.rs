@@ -81,8 +81,7 @@ fn an_unknown_output_is_a_load_error_listing_the_outputs() {
         (OutputRef::Index(2), "output 2 does not exist"),
     ] {
         let e = OnnxModel::with_output(&path, 1, None, Some(&wanted), false)
-            .err()
-            .expect("unknown output accepted")
+            .expect_err("unknown output accepted")
             .to_string();
         assert!(
             e.contains(says) && e.contains("0: \"probs\"") && e.contains("1: \"logits\""),

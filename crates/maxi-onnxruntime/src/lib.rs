@@ -1132,6 +1132,8 @@ mod tests {
             path: "m.onnx".into(),
             threads,
             batch_size,
+            output: None,
+            squeeze: false,
         };
         assert!(KwargsSpec::validate(&k(None, None)).is_ok());
         assert!(KwargsSpec::validate(&k(Some(2), Some(8))).is_ok());
@@ -1147,6 +1149,8 @@ mod tests {
             path: " ".into(),
             threads: None,
             batch_size: None,
+            output: None,
+            squeeze: false,
         };
         assert_eq!(
             KwargsSpec::validate(&empty).map_err(|p| p.field),

@@ -67,8 +67,7 @@ fn picks_an_output_by_name_or_position() {
         (OutputRef::Index(2), "output 2 does not exist"),
     ] {
         let e = OrtModel::with_output(&path, 1, None, Some(&wanted), false)
-            .err()
-            .expect("unknown output accepted")
+            .expect_err("unknown output accepted")
             .to_string();
         assert!(e.contains(says) && e.contains("1: \"logits\""), "{e}");
     }

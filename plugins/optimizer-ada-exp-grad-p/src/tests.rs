@@ -26,11 +26,16 @@ fn run(opt: &mut dyn Optimizer, p: &Problem, grad: &mut dyn Gradient, steps: usi
     y
 }
 
+/// `Λ` and `x` after one step.
+type Step = (f64, [f64; 5]);
+/// `(l1, l2, p)` and the first four steps.
+type Case = (f64, f64, f64, [Step; 4]);
+
 #[test]
 fn first_steps_match_maxis_formula() {
     // Λ and x after steps 1..4 of MAXi's AdaExpGradP.md on ½‖x − C‖² (start 0, box
     // [-0.8, 1.5]), computed with NumPy from ada_exp_grad_p.py (W(e^s) solved exactly).
-    let cases: [(f64, f64, f64, [(f64, [f64; 5]); 4]); 2] = [
+    let cases: [Case; 2] = [
         (
             0.5,
             0.5,
