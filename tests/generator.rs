@@ -39,6 +39,7 @@ fn urv_estimate_of_linear_cem_loss_converges_to_the_analytic_gradient() {
             model: model.clone(),
             models: &resolver,
             space: std::sync::Arc::new(maxi::Identity::new(x.shape())),
+            seed: 0,
         })
         .expect("loss");
     let problem = Problem::identity(loss, &shape);

@@ -20,7 +20,7 @@ pub const TABLES: [&str; 7] = [
 /// Keys of `[generator]`.
 pub const GENERATOR_KEYS: [&str; 3] = ["num_iter", "save_freq", "seed"];
 /// Keys of `[input]`.
-pub const INPUT_KEYS: [&str; 2] = ["path", "pixel_range"];
+pub const INPUT_KEYS: [&str; 4] = ["path", "pixel_range", "resize", "crop"];
 
 /// A component table: `name` plus that component's kwargs.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +60,8 @@ pub struct InputSpec {
     pub path: Option<String>,
     /// Values that PNG pixels 0 and 255 map to.
     pub pixel_range: Option<[f64; 2]>,
+    /// Resize and centre crop of photos (`resize`, `crop`).
+    pub photo: crate::photo::PhotoOptions,
 }
 
 /// A parsed config file.
@@ -371,6 +373,7 @@ fn parse_input(t: Map<String, Value>, file: &str) -> CliResult<InputSpec> {
                     }
                 }
             }
+            "resize" | "crop" => spec.photo.set(key, v, file)?,
             _ => {
                 return Err(CliError::usage(format!(
                     "unknown key `{key}` in [input] of {file}; accepted keys: {}",

@@ -17,6 +17,7 @@ use crate::cli::ExplainArgs;
 use crate::config::{ComponentSpec, Config};
 use crate::error::{CliError, CliResult};
 use crate::input::{self, Source};
+use crate::model_adapters::ModelExtras;
 use crate::output::{Staging, check_out_dir, print_summary};
 use crate::progress::{Mode, Progress};
 use crate::render::{self, Layout};
@@ -33,6 +34,8 @@ pub(crate) struct LoadedModel {
     pub(crate) model: Arc<dyn Model>,
     /// Resolved `[model]` table: `backend` plus every kwarg with defaults.
     pub(crate) config: Value,
+    /// Adapters and class names from `[model]`.
+    pub(crate) extras: ModelExtras,
 }
 
 /// Runs `maxi explain`; returns the exit code (0, or 3 when no valid explanation was found).
@@ -59,7 +62,7 @@ pub fn run(args: &ExplainArgs) -> CliResult<u8> {
     let progress = Arc::new(Progress::new(Mode::detect(args.quiet), stop.clone()));
     let generator = build_generator(&cfg, seed, progress.clone())?;
     check_out_dir(&args.out)?;
-    let loaded = load_model(&cfg, args)?;
+    let mut loaded = load_model(&cfg, args)?;
     let pixel_range = args.pixel_range.or(cfg.input.pixel_range);
     let source = match (&args.input, &cfg.input.path) {
         (Some(s), _) => Source::parse(s, None)?,
@@ -75,7 +78,9 @@ pub fn run(args: &ExplainArgs) -> CliResult<u8> {
         &source,
         model_shape.as_deref(),
         pixel_range.unwrap_or([0.0, 1.0]),
+        &cfg.input.photo,
     )?;
+    let x = loaded.extras.focus(&mut loaded.model, x, &file)?;
     if stop.load(Ordering::SeqCst) {
         return Err(CliError::interrupted(format!(
             "interrupted before the run; nothing was written to {}",
@@ -112,7 +117,7 @@ pub fn run(args: &ExplainArgs) -> CliResult<u8> {
     resolved["model"] = loaded.config.clone();
     resolved["input"] = json!({"path": source.describe(), "pixel_range": pixel_range});
     let display = display_range(pixel_range, &e, &source, &x);
-    let outcome = summarise(&e, &x, loaded.model.as_ref())?;
+    let outcome = summarise(&e, &x, loaded.model.as_ref(), &loaded.extras)?;
     let mut report = outcome.report.clone();
     report.insert("seed".into(), json!(e.seed));
     report.insert("config".into(), resolved);
@@ -138,6 +143,10 @@ pub fn run(args: &ExplainArgs) -> CliResult<u8> {
     report.insert("stopped_early".into(), json!(e.stopped_early()));
     report.insert("maxi_version".into(), json!(env!("CARGO_PKG_VERSION")));
 
+    let mut staging = staging;
+    loaded
+        .extras
+        .write_region_picture(&mut staging, &e, &x, display)?;
     let written = write_outputs(staging, args, &e, &x, display, report, &stop)?;
     if !args.quiet {
         let mut text = format!("{}\n", outcome.verdict);
@@ -293,6 +302,7 @@ pub(crate) fn load_model(cfg: &Config, args: &ExplainArgs) -> CliResult<LoadedMo
         }
     };
     let mut kw: Map<String, Value> = cfg.model.kwargs.clone();
+    let extras = ModelExtras::take(&mut kw, &cfg.dir, &file)?;
     kw.insert("path".into(), json!(path.display().to_string()));
     if let Some(t) = args.threads {
         kw.insert("threads".into(), json!(t));
@@ -312,11 +322,17 @@ pub(crate) fn load_model(cfg: &Config, args: &ExplainArgs) -> CliResult<LoadedMo
     let model = prepared.build(&ModelContext {
         base_dir: Some(&cfg.dir),
     })?;
+    let model = extras.wrap(model, &file)?;
     let mut config = prepared.kwargs_json();
     if let Value::Object(m) = &mut config {
         m.insert("backend".into(), json!(entry.meta.name));
+        m.extend(extras.config());
     }
-    Ok(LoadedModel { model, config })
+    Ok(LoadedModel {
+        model,
+        config,
+        extras,
+    })
 }
 
 /// What the run shows, in numbers and one sentence.
@@ -325,7 +341,12 @@ struct Outcome {
     verdict: String,
 }
 
-fn summarise(e: &Explanation, x: &ArrayD<f64>, model: &dyn Model) -> CliResult<Outcome> {
+fn summarise(
+    e: &Explanation,
+    x: &ArrayD<f64>,
+    model: &dyn Model,
+    names: &ModelExtras,
+) -> CliResult<Outcome> {
     let d = &e.description;
     let last = e.last_record();
     let mut report = Map::new();
@@ -351,7 +372,14 @@ fn summarise(e: &Explanation, x: &ArrayD<f64>, model: &dyn Model) -> CliResult<O
             {
                 report.extend(m);
             }
-            let (n, orig, cls) = (s.nonzero, s.original_class, s.explanation_class);
+            names.annotate(&mut report);
+            let n = s.nonzero;
+            let changed = s.explanation_class != s.original_class;
+            // 'bull mastiff' with labels, else `class 5` / `5`
+            let (orig, cls) = (
+                names.class(s.original_class),
+                names.class_short(s.explanation_class),
+            );
             let what = if d.shown == Shown::InputPlusCandidate {
                 let only_added = e
                     .outcome
@@ -368,14 +396,14 @@ fn summarise(e: &Explanation, x: &ArrayD<f64>, model: &dyn Model) -> CliResult<O
                     "{label}: no valid {} found within the budget; the closest candidate ({what}, update {} of round {}) is classified {cls} {budget}",
                     d.name, e.outcome.iteration, e.outcome.round
                 ),
-                (_, Shown::InputPlusCandidate) if cls != orig => {
-                    format!("{label}: {what} turns class {orig} into {cls}")
+                (_, Shown::InputPlusCandidate) if changed => {
+                    format!("{label}: {what} turns {orig} into {cls}")
                 }
                 (_, Shown::InputPlusCandidate) => format!(
-                    "{label}: {what} leaves class {orig} unchanged — no {} found {budget}",
+                    "{label}: {what} leaves {orig} unchanged — no {} found {budget}",
                     d.name
                 ),
-                _ if cls == orig => format!("{label}: {what} keep class {orig}"),
+                _ if !changed => format!("{label}: {what} keep {orig}"),
                 _ => format!(
                     "{label}: {what} are classified {cls}, not {orig} — no {} found {budget}",
                     d.name

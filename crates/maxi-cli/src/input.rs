@@ -56,6 +56,7 @@ pub fn load(
     source: &Source,
     model_shape: Option<&[usize]>,
     pixel_range: [f64; 2],
+    photo: &crate::photo::PhotoOptions,
 ) -> CliResult<ArrayD<f64>> {
     let shown = source.describe();
     let x = match source {
@@ -82,10 +83,13 @@ pub fn load(
                 .to_ascii_lowercase();
             match ext.as_str() {
                 "npy" => load_npy(path)?,
-                "png" => load_png(path, model_shape, pixel_range)?,
+                "png" if photo.is_empty() => load_png(path, model_shape, pixel_range)?,
+                "png" | "jpg" | "jpeg" => {
+                    crate::photo::load(path, model_shape, pixel_range, photo)?
+                }
                 other => {
                     return Err(CliError::usage(format!(
-                        "input {shown}: unsupported file type `.{other}`; give a .npy (float32/float64) or .png file"
+                        "input {shown}: unsupported file type `.{other}`; give a .npy (float32/float64), .png or .jpg file"
                     )));
                 }
             }

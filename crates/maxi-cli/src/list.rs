@@ -15,13 +15,22 @@ pub fn run(args: &ListArgs) -> CliResult<()> {
     let mut sorted = registry.metas(args.kind);
     sorted.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     let text = if args.json {
-        let arr: Vec<Value> = sorted.iter().map(|c| component_json(c)).collect();
+        let mut arr: Vec<Value> = sorted.iter().map(|c| component_json(c)).collect();
+        if args.kind.is_none_or(|k| k == Kind::Model) {
+            arr.extend(crate::model_adapters::list_json());
+        }
         let mut s = serde_json::to_string_pretty(&Value::Array(arr))
             .map_err(|e| CliError::runtime(format!("cannot format the list as JSON: {e}")))?;
         s.push('\n');
         s
     } else {
-        human(&sorted, args.kind)
+        let mut text = human(&sorted, args.kind);
+        if args.kind.is_none_or(|k| k == Kind::Model) {
+            // after the model backends, before the closing hint
+            let at = text.rfind("Use a component").unwrap_or(text.len());
+            text.insert_str(at, &crate::model_adapters::list_human());
+        }
+        text
     };
     print_stdout(&text)
 }
@@ -89,12 +98,12 @@ fn human(components: &[&Meta], only: Option<Kind>) -> String {
     s
 }
 
-fn one_line(doc: &str) -> String {
+pub(crate) fn one_line(doc: &str) -> String {
     doc.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// `name: type = default  doc` for every kwarg of a JSON schema.
-fn kwargs_lines(schema: &Value, aliases: &[(String, String)]) -> Vec<String> {
+pub(crate) fn kwargs_lines(schema: &Value, aliases: &[(String, String)]) -> Vec<String> {
     let Some(props) = schema.get("properties").and_then(Value::as_object) else {
         return Vec::new();
     };

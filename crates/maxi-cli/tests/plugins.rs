@@ -133,11 +133,7 @@ fn explain_runs_with_the_tutorial_gradient_by_name() {
         .output()
         .expect("run");
     // 0, or 3 when the short run found no valid explanation: either way it ran and wrote
-    assert!(
-        matches!(out.status.code(), Some(0 | 3)),
-        "{}",
-        stderr(&out)
-    );
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
     let report: Value = serde_json::from_str(
         &std::fs::read_to_string(out_dir.join("report.json")).expect("report"),
     )
@@ -171,11 +167,7 @@ fn explain_runs_with_the_tutorial_gradient_by_name() {
         .arg(&out_dir2)
         .output()
         .expect("run");
-    assert!(
-        matches!(out.status.code(), Some(0 | 3)),
-        "{}",
-        stderr(&out)
-    );
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
     let builtin: Value = serde_json::from_str(
         &std::fs::read_to_string(out_dir2.join("report.json")).expect("report"),
     )

@@ -155,7 +155,12 @@ fn non_finite_numbers_in_a_toml_config_are_refused_naming_table_key_and_file() {
         .args(["explain", "-q", "--config", "c.json", "--out", "out"])
         .output()
         .expect("run");
-    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    // 0, or 3 when the short run found no valid explanation: either way it ran
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{}",
+        stderr_of(&out)
+    );
 }
 
 #[test]
@@ -409,7 +414,11 @@ fn staging_folders_of_killed_runs_are_removed_by_the_next_run() {
         .args(["explain", "-q", "--config", "short.toml", "--out", "out"])
         .output()
         .expect("run");
-    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{}",
+        stderr_of(&out)
+    );
     let mut names = names_in(tmp.path());
     names.sort();
     assert_eq!(names, vec!["c.toml", "out", "short.toml"]);
@@ -430,7 +439,8 @@ fn a_full_stdout_after_a_complete_write_is_a_warning_not_a_failure() {
         .output()
         .expect("run");
     let err = stderr_of(&out);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    // not a failure: 0, or 3 as the short run found no valid explanation
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{err}");
     assert!(
         err.contains("warning: cannot write to stdout") && err.contains("are complete"),
         "{err}"

@@ -475,6 +475,7 @@ impl ExplanationGenerator {
                 model: counting.clone(),
                 models: &self.loss.kwargs.resolver(),
                 space: space.clone(),
+                seed: self.seed,
             })?;
             let bounds = loss.bounds().clone();
             check_variable_shape("bounds", bounds.lower().shape(), space.as_ref())?;
@@ -527,19 +528,20 @@ impl ExplanationGenerator {
                 .last
                 .as_ref()
                 .is_some_and(|l| l.value.valid.unwrap_or(l.value.value < 0.0));
+            let reg = optimizer.regularization();
+            let strong =
+                full_strength(&problem, &finished, &counting, self.search.budget_rows, reg)?;
+            let full = strong.is_some();
             rounds.push(Round {
                 round,
                 settings,
                 iterations: finished.iterations,
+                // the round's rows include its full-strength checks
                 model_rows: counting.stats().rows - rows_before,
                 succeeded,
                 best_valid: finished.best_valid.as_ref().map(|b| b.size),
                 stop: finished.stop,
             });
-            let reg = optimizer.regularization();
-            let strong =
-                full_strength(&problem, &finished, &counting, self.search.budget_rows, reg)?;
-            let full = strong.is_some();
             if let Some(result) = strong.as_ref().or(finished.result())
                 && best
                     .as_ref()

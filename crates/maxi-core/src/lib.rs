@@ -37,7 +37,7 @@ pub use registry::{
     Factory, GradientContext, GradientKind, LossContext, LossKind, ModelContext, ModelKind,
     OptimizerContext, OptimizerKind, Registry,
 };
-pub use rng::{MaxiRng, rng_from_seed};
+pub use rng::{MaxiRng, rng_for, rng_from_seed};
 pub use search::{SearchKwargs, SearchMethod};
 pub use space::{Identity, Unit, VariableSpace};
 pub use spec::{KwargProblem, KwargsSpec, Valid};

@@ -240,7 +240,11 @@ mod tests {
             unreachable!("c search")
         };
         assert!(lower < threshold && threshold <= upper, "{lower} {upper}");
-        assert!(upper - lower < 0.1, "bracket [{lower}, {upper}]");
+        // 3 expansions, then 9 halvings of [10, 100]: a bracket of 90/2⁹
+        assert!(
+            (upper - lower - 90.0 / 512.0).abs() < 1e-9,
+            "bracket [{lower}, {upper}]"
+        );
     }
 
     #[test]

@@ -19,9 +19,12 @@
 //! The model must have exactly one input whose first axis is the batch (a symbolic dimension
 //! such as `N`, an unnamed one, or `1`) and whose other axes have fixed sizes; that item shape is
 //! what [`Model::input_shape`] reports. The input element type must be `float32` (or left
-//! unspecified). Inputs are converted from `f64` to `f32`; the model's **first** output is
-//! converted back to `f64` and returned as `[B, ...]` (its leading axis of size 1 replaced by
-//! the batch; an output without such an axis is stacked whole). Further outputs are pruned from the graph and never computed.
+//! unspecified). Inputs are converted from `f64` to `f32`; the model's **first** output (or
+//! the one the `output` kwarg names, by name or position) is converted back to `f64` and
+//! returned as `[B, ...]` (its leading axis of size 1 replaced by the batch; an output without
+//! such an axis is stacked whole), with its trailing axes of size 1 dropped when `squeeze` is
+//! set (SqueezeNet's `[N, 1000, 1, 1]` → `[N, 1000]`). Other outputs are pruned from the graph
+//! and never computed.
 //!
 //! # Execution strategy: one batch-1 plan, rows in parallel
 //!
@@ -69,7 +72,8 @@ use maxi_core::{
     Factory, KwargProblem, KwargsSpec, MaxiError, Model, ModelContext, ModelKind, Result, Valid,
 };
 use maxi_onnx_support::{
-    assemble_batch, check_batch_shape, check_file_backend_kwargs, limits, to_f32_row_major,
+    OutputRef, assemble_batch, check_batch_shape, check_file_backend_kwargs, check_output_kwarg,
+    limits, select_output, squeeze_trailing, to_f32_row_major,
 };
 use ndarray::{ArrayD, ArrayViewD};
 use rayon::prelude::*;
@@ -215,16 +219,27 @@ fn inspect_input(path: &Path, model: &InferenceModel) -> Result<InputInfo> {
 
 /// Parses the file and builds the optimised plan for batches of exactly `batch` rows. Returns
 /// the plan, the item shape and the full output shape.
-fn build_plan(path: &Path, batch: usize) -> Result<(Arc<Plan>, Vec<usize>, Vec<usize>)> {
-    let model = tract_onnx::onnx().model_for_path(path).map_err(|e| {
-        load_error(
-            path,
-            format!(
-                "not a readable ONNX model ({e:#}); check that the file is an .onnx export \
+fn build_plan(
+    path: &Path,
+    batch: usize,
+    output: Option<&OutputRef>,
+) -> Result<(Arc<Plan>, Vec<usize>, Vec<usize>)> {
+    // The declared shapes of intermediate values and outputs are hints written for the
+    // file's own batch size (often a symbol `N`); with the batch fixed here they can only
+    // conflict (SqueezeNet's `conv1_1` is declared [N,64,111,111]), so tract infers them.
+    let model = tract_onnx::onnx()
+        .with_ignore_value_info(true)
+        .with_ignore_output_shapes(true)
+        .model_for_path(path)
+        .map_err(|e| {
+            load_error(
+                path,
+                format!(
+                    "not a readable ONNX model ({e:#}); check that the file is an .onnx export \
                  (e.g. from torch.onnx.export or tf2onnx) and is not truncated"
-            ),
-        )
-    })?;
+                ),
+            )
+        })?;
     let info = inspect_input(path, &model)?;
     if batch > 1 {
         // every call is padded to `batch` rows: bound it before tract plans for it
@@ -235,11 +250,19 @@ fn build_plan(path: &Path, batch: usize) -> Result<(Arc<Plan>, Vec<usize>, Vec<u
             }
         })?;
     }
-    let first_output = *model
+    let outlets = model
         .output_outlets()
         .map_err(|e| load_error(path, format!("cannot list the model outputs: {e:#}")))?
-        .first()
-        .ok_or_else(|| load_error(path, "the model declares no output; re-export it with one"))?;
+        .to_vec();
+    let names: Vec<String> = outlets
+        .iter()
+        .map(|o| match model.outlet_label(*o) {
+            Some(label) => label.to_string(),
+            None => model.node(o.node).name.clone(),
+        })
+        .collect();
+    let chosen = select_output(&names, output).map_err(|m| load_error(path, m))?;
+    let first_output = outlets[chosen];
     let mut input_shape = vec![batch];
     input_shape.extend_from_slice(&info.item_shape);
     let unsupported = |stage: &str, e: TractError| {
@@ -301,6 +324,18 @@ impl OnnxModel {
         threads: usize,
         batch_size: Option<usize>,
     ) -> Result<Self> {
+        Self::with_output(path, threads, batch_size, None, false)
+    }
+
+    /// Like [`OnnxModel::with_options`], returning the output `output` names (by name or
+    /// position; `None`: the first) with its trailing axes of size 1 dropped when `squeeze`.
+    pub fn with_output(
+        path: impl AsRef<Path>,
+        threads: usize,
+        batch_size: Option<usize>,
+        output: Option<&OutputRef>,
+        squeeze: bool,
+    ) -> Result<Self> {
         let path = path.as_ref();
         if threads == 0 {
             return Err(MaxiError::InvalidSetting {
@@ -332,7 +367,7 @@ impl OnnxModel {
         // tract reports bad models as errors; the guard only turns an unexpected internal panic
         // on a malformed file into an error instead of aborting the caller.
         let (plan, item_shape, output_shape) =
-            catch_unwind(AssertUnwindSafe(|| build_plan(path, chunk)))
+            catch_unwind(AssertUnwindSafe(|| build_plan(path, chunk, output)))
             .unwrap_or_else(|panic| {
                 let what = panic
                     .downcast_ref::<String>()
@@ -357,6 +392,11 @@ impl OnnxModel {
                     ),
                 ));
             }
+        };
+        let output_item_shape = if squeeze {
+            squeeze_trailing(&output_item_shape)
+        } else {
+            output_item_shape
         };
         let pool = if threads > 1 {
             let pool = rayon::ThreadPoolBuilder::new()
@@ -509,6 +549,13 @@ pub struct OnnxKwargs {
     /// on the bundled CNN (see the crate docs). Results are bit-identical for any `threads`.
     #[serde(default)]
     pub batch_size: Option<usize>,
+    /// The output to return, by name (e.g. `"logits"`) or position (0 for the first).
+    /// `null`: the first output.
+    #[serde(default)]
+    pub output: Option<OutputRef>,
+    /// Drop the output's trailing axes of size 1 (e.g. `[N, 1000, 1, 1]` → `[N, 1000]`).
+    #[serde(default)]
+    pub squeeze: bool,
 }
 
 impl KwargsSpec for OnnxKwargs {
@@ -518,7 +565,8 @@ impl KwargsSpec for OnnxKwargs {
             self.threads,
             self.batch_size,
             "for one row per call",
-        )
+        )?;
+        check_output_kwarg(self.output.as_ref())
     }
 }
 
@@ -531,10 +579,12 @@ impl Factory<ModelKind> for OnnxFactory {
     fn build(kwargs: &Valid<OnnxKwargs>, ctx: &ModelContext<'_>) -> Result<Arc<dyn Model>> {
         let path = ctx.resolve_path(&kwargs.path);
         let threads = kwargs.threads.unwrap_or_else(default_threads);
-        Ok(Arc::new(OnnxModel::with_options(
+        Ok(Arc::new(OnnxModel::with_output(
             path,
             threads,
             kwargs.batch_size,
+            kwargs.output.as_ref(),
+            kwargs.squeeze,
         )?))
     }
 }
@@ -545,5 +595,5 @@ maxi_core::register_model!(
     aliases = ["tract"],
     extensions = ["onnx"],
     doc = "ONNX model run with tract-onnx (pure Rust): one input [batch, ...item] of float32, \
-           first output returned; rows run in parallel on `threads` workers"
+           first output (or `output`) returned; rows run in parallel on `threads` workers"
 );

@@ -9,6 +9,17 @@ pub const FALLBACK_BATCH_SIZE: usize = 16;
 /// judging by peak RSS).
 pub const MAX_ROWS_PER_CALL: usize = 256;
 
+/// Input entries in one ONNX Runtime call when `batch_size` is not given (2 Mi entries,
+/// 8 MiB of f32): with large items fewer rows go in a call than [`MAX_ROWS_PER_CALL`]
+/// (13 rows of a 224×224×3 image), which keeps ONNX Runtime's activation memory bounded.
+/// Items of up to 8,192 entries (the MNIST CNN's 784) keep 256 rows per call.
+pub const MAX_ENTRIES_PER_CALL: usize = 2 << 20;
+
+/// The most rows per call for items of `item_len` entries (see [`MAX_ENTRIES_PER_CALL`]).
+pub fn max_rows_per_call(item_len: usize) -> usize {
+    (MAX_ENTRIES_PER_CALL / item_len.max(1)).clamp(1, MAX_ROWS_PER_CALL)
+}
+
 /// How [`OrtModel`](crate::OrtModel) cuts a batch into ONNX Runtime calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Chunking {

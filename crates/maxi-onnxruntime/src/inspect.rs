@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use maxi_core::{MaxiError, Result};
+use maxi_onnx_support::{OutputRef, select_output};
 use ort::session::Session;
 use ort::value::{TensorElementType, ValueType};
 
@@ -25,10 +26,16 @@ pub(crate) struct InputInfo {
     pub(crate) item_shape: Vec<usize>,
     /// The batch axis is fixed to 1 in the file: every call must have one row.
     pub(crate) batch_fixed_to_one: bool,
+    /// Position of the returned output among the model's outputs.
+    pub(crate) output: usize,
 }
 
 /// Checks the session's input and first output declarations and reads the item shape.
-pub(crate) fn inspect(path: &Path, session: &Session) -> Result<InputInfo> {
+pub(crate) fn inspect(
+    path: &Path,
+    session: &Session,
+    output: Option<&OutputRef>,
+) -> Result<InputInfo> {
     let inputs = session.inputs();
     if inputs.len() != 1 {
         return Err(load_error(
@@ -101,13 +108,13 @@ pub(crate) fn inspect(path: &Path, session: &Session) -> Result<InputInfo> {
         }
         item_shape.push(d as usize);
     }
-    let Some(first_output) = session.outputs().first() else {
-        return Err(load_error(
-            path,
-            "the model declares no output; re-export it with one",
-        ));
-    };
-    match first_output.dtype() {
+    let names: Vec<String> = session
+        .outputs()
+        .iter()
+        .map(|o| o.name().to_string())
+        .collect();
+    let chosen = select_output(&names, output).map_err(|m| load_error(path, m))?;
+    match session.outputs()[chosen].dtype() {
         ValueType::Tensor {
             ty: TensorElementType::Float32,
             ..
@@ -131,5 +138,6 @@ pub(crate) fn inspect(path: &Path, session: &Session) -> Result<InputInfo> {
     Ok(InputInfo {
         item_shape,
         batch_fixed_to_one,
+        output: chosen,
     })
 }

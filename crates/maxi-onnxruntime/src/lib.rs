@@ -15,7 +15,7 @@
 //! ```
 //!
 //! The backend is registered as the model component `onnxruntime` (alias `ort`); its kwargs
-//! are [`OrtKwargs`] (`path`, `threads`, `batch_size`). It claims no file extension: `.onnx`
+//! are [`OrtKwargs`] (`path`, `threads`, `batch_size`, `output`, `squeeze`). It claims no file extension: `.onnx`
 //! files open with the pure-Rust `onnx` (tract) backend unless `onnxruntime` is named.
 //!
 //! # Finding the library
@@ -38,7 +38,9 @@
 //!
 //! As with the `onnx` backend: exactly one `float32` input `[batch, ...item]` whose batch axis
 //! is symbolic or 1 and whose item axes are fixed; inputs are converted from `f64` to `f32`;
-//! the **first** output must be `float32` and is returned as `f64`, shaped `[B, ...]`.
+//! the **first** output (or the one the `output` kwarg names, by name or position) must be
+//! `float32` and is returned as `f64`, shaped `[B, ...]`, with its trailing axes of size 1
+//! dropped when `squeeze` is set.
 //!
 //! # Execution strategy: N single-threaded sessions sharing each batch
 //!
@@ -98,10 +100,12 @@ mod model;
 use std::sync::Arc;
 
 use maxi_core::{Factory, KwargProblem, KwargsSpec, Model, ModelContext, ModelKind, Result, Valid};
-use maxi_onnx_support::check_file_backend_kwargs;
+use maxi_onnx_support::{OutputRef, check_file_backend_kwargs, check_output_kwarg};
 use serde::{Deserialize, Serialize};
 
-pub use chunking::{Chunking, FALLBACK_BATCH_SIZE, MAX_ROWS_PER_CALL};
+pub use chunking::{
+    Chunking, FALLBACK_BATCH_SIZE, MAX_ENTRIES_PER_CALL, MAX_ROWS_PER_CALL, max_rows_per_call,
+};
 pub use library::{
     ENV_VAR, LibrarySource, MIN_ORT_MINOR, ORT_CRATE_VERSION, OrtRuntime, RECOMMENDED_WHEEL,
     RuntimeUnavailable, check_version, find_library_in, install_command, is_available,
@@ -134,6 +138,13 @@ pub struct OrtKwargs {
     /// (else chunks of 16). Ignored (1) when the model's batch axis is fixed to 1.
     #[serde(default)]
     pub batch_size: Option<usize>,
+    /// The output to return, by name (e.g. `"logits"`) or position (0 for the first).
+    /// `null`: the first output.
+    #[serde(default)]
+    pub output: Option<OutputRef>,
+    /// Drop the output's trailing axes of size 1 (e.g. `[N, 1000, 1, 1]` → `[N, 1000]`).
+    #[serde(default)]
+    pub squeeze: bool,
 }
 
 impl KwargsSpec for OrtKwargs {
@@ -143,7 +154,8 @@ impl KwargsSpec for OrtKwargs {
             self.threads,
             self.batch_size,
             "to split batches evenly over the sessions",
-        )
+        )?;
+        check_output_kwarg(self.output.as_ref())
     }
 }
 
@@ -158,10 +170,12 @@ impl Factory<ModelKind> for OrtFactory {
     fn build(kwargs: &Valid<OrtKwargs>, ctx: &ModelContext<'_>) -> Result<Arc<dyn Model>> {
         let path = ctx.resolve_path(&kwargs.path);
         let threads = kwargs.threads.unwrap_or_else(default_threads);
-        Ok(Arc::new(OrtModel::with_options(
+        Ok(Arc::new(OrtModel::with_output(
             path,
             threads,
             kwargs.batch_size,
+            kwargs.output.as_ref(),
+            kwargs.squeeze,
         )?))
     }
 }
@@ -173,7 +187,7 @@ maxi_core::register_model!(
     extensions = [],
     doc = "ONNX model run with ONNX Runtime (library loaded at run time from ORT_DYLIB_PATH or \
            the Python package onnxruntime): one input [batch, ...item] of float32, first output \
-           returned; batches are split over `threads` single-threaded sessions"
+           (or `output`) returned; batches are split over `threads` single-threaded sessions"
 );
 
 #[cfg(test)]
@@ -186,6 +200,8 @@ mod tests {
             path: "m.onnx".into(),
             threads,
             batch_size,
+            output: None,
+            squeeze: false,
         };
         assert!(KwargsSpec::validate(&k(None, None)).is_ok());
         assert!(KwargsSpec::validate(&k(Some(2), Some(8))).is_ok());
@@ -211,6 +227,8 @@ mod tests {
             path: " ".into(),
             threads: None,
             batch_size: None,
+            output: None,
+            squeeze: false,
         };
         assert_eq!(
             KwargsSpec::validate(&empty).map_err(|p| p.field),

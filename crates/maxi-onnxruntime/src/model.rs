@@ -5,13 +5,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use maxi_core::{MaxiError, Model, Result};
-use maxi_onnx_support::{assemble_batch, check_batch_shape, limits, to_f32_row_major};
+use maxi_onnx_support::{
+    OutputRef, assemble_batch, check_batch_shape, limits, squeeze_trailing, to_f32_row_major,
+};
 use ndarray::{ArrayD, ArrayViewD};
 use ort::session::Session;
 use ort::value::TensorRef;
 use rayon::prelude::*;
 
-use crate::chunking::{Chunking, FALLBACK_BATCH_SIZE, MAX_ROWS_PER_CALL};
+use crate::chunking::{Chunking, FALLBACK_BATCH_SIZE, max_rows_per_call};
 use crate::default_threads;
 use crate::inspect::{dims_text, inspect, load_error};
 use crate::library::{OrtRuntime, runtime};
@@ -26,6 +28,8 @@ pub struct OrtModel {
     name: String,
     item_shape: Vec<usize>,
     output_item_shape: Vec<usize>,
+    /// Position of the returned output.
+    output: usize,
     threads: usize,
     chunking: Chunking,
     rows_independent: bool,
@@ -66,6 +70,18 @@ impl OrtModel {
         path: impl AsRef<Path>,
         threads: usize,
         batch_size: Option<usize>,
+    ) -> Result<Self> {
+        Self::with_output(path, threads, batch_size, None, false)
+    }
+
+    /// Like [`OrtModel::with_options`], returning the output `output` names (by name or
+    /// position; `None`: the first) with its trailing axes of size 1 dropped when `squeeze`.
+    pub fn with_output(
+        path: impl AsRef<Path>,
+        threads: usize,
+        batch_size: Option<usize>,
+        output: Option<&OutputRef>,
+        squeeze: bool,
     ) -> Result<Self> {
         let path = path.as_ref();
         for (name, value) in [("threads", Some(threads)), ("batch_size", batch_size)] {
@@ -117,7 +133,7 @@ impl OrtModel {
                 .map_err(|e| unreadable(&e))
         };
         let first = open()?;
-        let info = inspect(path, &first)?;
+        let info = inspect(path, &first, output)?;
         if let Some(rows) = batch_size {
             limits::check_call_bytes(rows, &info.item_shape)
                 .map_err(|message| invalid("batch_size", message))?;
@@ -153,6 +169,7 @@ impl OrtModel {
             name,
             item_shape: info.item_shape,
             output_item_shape: Vec::new(),
+            output: info.output,
             threads,
             chunking: Chunking::Fixed(1),
             rows_independent: true,
@@ -169,6 +186,9 @@ impl OrtModel {
             Some((1, rest)) => rest.to_vec(),
             _ => shape,
         };
+        if squeeze {
+            model.output_item_shape = squeeze_trailing(&model.output_item_shape);
+        }
         if !info.batch_fixed_to_one {
             model.rows_independent = model.probe_row_independence().map_err(|e| {
                 load_error(
@@ -179,7 +199,7 @@ impl OrtModel {
             model.chunking = match batch_size {
                 Some(n) => Chunking::Fixed(n),
                 None if model.rows_independent => Chunking::Even {
-                    max_rows: MAX_ROWS_PER_CALL,
+                    max_rows: max_rows_per_call(item_len),
                 },
                 None => Chunking::Fixed(FALLBACK_BATCH_SIZE),
             };
@@ -272,9 +292,16 @@ impl OrtModel {
         if outputs.len() == 0 {
             return Err("produced no output".into());
         }
-        let (out_shape, data) = outputs[0]
+        if self.output >= outputs.len() {
+            return Err(format!(
+                "produced {} output(s); output {} was asked for",
+                outputs.len(),
+                self.output
+            ));
+        }
+        let (out_shape, data) = outputs[self.output]
             .try_extract_tensor::<f32>()
-            .map_err(|e| format!("cannot read the first output as float32: {e}"))?;
+            .map_err(|e| format!("cannot read output {} as float32: {e}", self.output))?;
         let out_shape: Vec<usize> = out_shape.iter().map(|&d| d.max(0) as usize).collect();
         Ok((out_shape, data.to_vec()))
     }

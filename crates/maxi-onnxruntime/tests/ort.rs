@@ -404,7 +404,13 @@ fn registered_as_onnxruntime_and_ort_without_claiming_onnx_files() {
     );
     assert_eq!(
         c.meta.accepted_kwargs(),
-        vec!["batch_size".to_string(), "path".into(), "threads".into()]
+        vec![
+            "batch_size".to_string(),
+            "output".into(),
+            "path".into(),
+            "squeeze".into(),
+            "threads".into()
+        ]
     );
     let tract = registry.model_for_extension("onnx").expect("onnx backend");
     assert_eq!(tract.meta.name, "onnx");

@@ -40,6 +40,7 @@ fn bench_step(c: &mut Criterion) {
             model: model.clone(),
             models: &resolver,
             space: std::sync::Arc::new(maxi::Identity::new(x.shape())),
+            seed: 0,
         })
         .expect("loss")
     };

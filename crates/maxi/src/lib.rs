@@ -36,7 +36,9 @@ use maxi_onnx as _;
 #[cfg(feature = "onnxruntime")]
 use maxi_onnxruntime as _;
 use maxi_optimizer_ada_exp_grad as _;
+use maxi_optimizer_ada_exp_grad_p as _;
 use maxi_optimizer_ao_exp_grad as _;
+use maxi_optimizer_spectral_ao_exp_grad as _;
 
 /// The built-in components, for direct (non-registry) use.
 pub mod components {
@@ -44,5 +46,7 @@ pub mod components {
     pub use maxi_gradient_usrv::{Usrv, UsrvKwargs};
     pub use maxi_loss_cem::{CemKwargs, CemLoss, CemMode};
     pub use maxi_optimizer_ada_exp_grad::{AdaExpGrad, AdaExpGradKwargs};
+    pub use maxi_optimizer_ada_exp_grad_p::{AdaExpGradP, AdaExpGradPKwargs};
     pub use maxi_optimizer_ao_exp_grad::{AoExpGrad, AoExpGradKwargs};
+    pub use maxi_optimizer_spectral_ao_exp_grad::{SpectralAoExpGrad, SpectralAoExpGradKwargs};
 }

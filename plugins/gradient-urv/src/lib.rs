@@ -11,6 +11,15 @@
 //! ([`Request::more`]), the next call's directions are drawn on a background thread while the
 //! loss (the model) evaluates the current batch. They come from the same generator in the same
 //! order as when drawn in line, so the estimate is bit-identical either way.
+//!
+//! Large inputs: when a batch of `1 + q` rows would take more than [`POINTS_BUDGET`] bytes of
+//! f64 points (about 26,000 entries per row at q = 100, e.g. a 224×224×3 photo), the rows go
+//! to the loss in chunks of at most `POINTS_BUDGET / (8·d)` rows, and only the current
+//! chunk's directions are kept (the next chunk's are drawn on a second thread while the model
+//! evaluates the current one). The draws, the rows and the order of the sum are the same as in
+//! one call, so with a model that computes rows independently the estimate is bit-identical;
+//! memory drops from `q·d·(8 + 4 + 4)` bytes to about `3·POINTS_BUDGET`. Smaller inputs (MNIST:
+//! 0.6 MB per batch) take the one-call path unchanged.
 #![warn(missing_docs)]
 
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -28,6 +37,47 @@ pub use maxi_directions::DirectionKwargs;
 
 /// Kwargs of [`Urv`] (`mu`, `sample_num` alias `num_iter`, `batch_num`, `batch_mode`, `seed`).
 pub type UrvKwargs = DirectionKwargs;
+
+/// Bytes of f64 points sent to the loss in one call before URV cuts a batch into chunks
+/// (16 MiB; see the crate docs).
+pub const POINTS_BUDGET: usize = 16 << 20;
+
+/// Rows of `d` entries that fit in [`POINTS_BUDGET`] (at least 3: the head rows and one
+/// direction).
+pub fn rows_per_call(d: usize) -> usize {
+    (POINTS_BUDGET / 8 / d.max(1)).max(3)
+}
+
+/// One loss call of the chunked path: `n` directions of batch `batch`, after the head rows
+/// (base point, extra point) when `heads`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Chunk {
+    n: usize,
+    heads: bool,
+}
+
+/// The chunks of one gradient: `batches` batches of `q` directions, at most `cap` rows per
+/// call. The first call also carries the head rows (base point and, when asked for, an extra
+/// point), so it holds at most `cap − 2` directions whatever the request: every call of the
+/// estimator cuts its directions the same way.
+fn plan_chunks(batches: usize, q: usize, cap: usize) -> Vec<Chunk> {
+    let mut plan = Vec::new();
+    for b in 0..batches {
+        let mut left = q;
+        while left > 0 {
+            let heads = b == 0 && left == q;
+            let room = if heads {
+                cap.saturating_sub(2).max(1)
+            } else {
+                cap.max(1)
+            };
+            let n = room.min(left);
+            plan.push(Chunk { n, heads });
+            left -= n;
+        }
+    }
+    plan
+}
 
 // The row loops below are compiled for baseline x86-64 and for AVX2 and picked at run time
 // (`multiversion`); both builds do the same IEEE operations in the same order, so results do
@@ -163,6 +213,12 @@ pub struct Urv {
     held: Option<Box<NormalSampler>>,
     /// With `skip_fixed`: the free coordinates (`None`: all), found on the first call.
     free: Option<Option<Vec<usize>>>,
+    /// Most rows per loss call (see [`rows_per_call`]).
+    cap: usize,
+    /// Chunked path: the rows of the next chunk, filled while the model runs.
+    next_points: Vec<f64>,
+    /// Chunked path: the next call's sampler and first chunk, drawn during this call.
+    ahead: Option<(Box<NormalSampler>, Directions)>,
 }
 
 impl Urv {
@@ -183,7 +239,146 @@ impl Urv {
             spare: None,
             held: None,
             free: None,
+            cap: rows_per_call(d),
+            next_points: Vec::new(),
+            ahead: None,
         }
+    }
+
+    /// Sets the most rows per loss call (at least 3), e.g. to test the chunked path on small
+    /// inputs; the default is [`rows_per_call`]`(d)`.
+    pub fn with_rows_per_call(mut self, cap: usize) -> Self {
+        self.cap = cap.max(3);
+        self
+    }
+
+    /// The chunked path (see the crate docs): the same draws, rows and sum as one call, with
+    /// at most `self.cap` rows per loss call. While the loss (the model) evaluates a chunk, a
+    /// second thread draws the next chunk's directions and fills its rows (or, on the last
+    /// chunk, when another call follows, draws the next call's first chunk).
+    #[allow(clippy::too_many_arguments)]
+    fn estimate_chunked(
+        &mut self,
+        problem: &Problem,
+        (heads, at, free): (&[&[f64]], &[f64], Option<&[usize]>),
+        mu: f64,
+        scale: f64,
+        (batches, q): (usize, usize),
+        more: bool,
+        rng: &mut MaxiRng,
+    ) -> Result<(Vec<f64>, Option<Assessed>, Option<Assessed>)> {
+        let d = self.d;
+        // the dimension the directions live in (the free coordinates with `skip_fixed`)
+        let dd = free.map_or(d, <[usize]>::len);
+        let plan = plan_chunks(batches, q, self.cap);
+        let empty = || Directions {
+            z: Vec::new(),
+            inv_norm: Vec::new(),
+        };
+        // the one-call buffers are not needed on this path
+        self.dirs = empty();
+        self.spare = None;
+        let cap_len = self.cap * d;
+        let (mut sampler, mut cur) = match self.ahead.take() {
+            Some((s, dirs)) => (*s, dirs),
+            None => {
+                let mut s = Self::sampler(&mut self.own_rng, rng);
+                let mut dirs = empty();
+                dirs.draw(plan[0].n, dd, &mut s);
+                (s, dirs)
+            }
+        };
+        let mut next = empty();
+        let mut points = std::mem::take(&mut self.points);
+        let mut next_points = std::mem::take(&mut self.next_points);
+        points.truncate(0);
+        points.shrink_to(cap_len);
+        next_points.shrink_to(cap_len);
+        let mut g = vec![0.0; d];
+        let mut values: (Option<Assessed>, Option<Assessed>) = (None, None);
+        let mut f0 = 0.0;
+        let fill = |rows: &mut [f64], dirs: &Directions| {
+            for ((row, zj), inv) in rows
+                .chunks_exact_mut(d.max(1))
+                .zip(dirs.z.chunks_exact(dd.max(1)))
+                .zip(&dirs.inv_norm)
+            {
+                place(row, at, zj, mu * inv, free);
+            }
+        };
+        // the first chunk: head rows, then its directions
+        let skip0 = heads.len();
+        points.resize((skip0 + plan[0].n) * d, 0.0);
+        {
+            let (head, rows) = points.split_at_mut(skip0 * d);
+            for (dst, src) in head.chunks_exact_mut(d.max(1)).zip(heads) {
+                dst.copy_from_slice(src);
+            }
+            fill(rows, &cur);
+        }
+        let mut ahead: Option<(Box<NormalSampler>, Directions)> = None;
+        for (i, chunk) in plan.iter().enumerate() {
+            let skip = if chunk.heads { heads.len() } else { 0 };
+            let mut shape = vec![skip + chunk.n];
+            shape.extend_from_slice(problem.shape());
+            let view = ArrayViewMutD::from_shape(IxDyn(&shape), &mut points)
+                .map_err(|e| MaxiError::Other(e.to_string()))?;
+            let following = plan.get(i + 1).map(|c| c.n);
+            let next_call = (following.is_none() && more)
+                .then(|| Box::new(Self::sampler(&mut self.own_rng, rng)));
+            let e = std::thread::scope(|s| {
+                let helper = match (following, next_call) {
+                    (Some(n), _) => {
+                        let (next, sampler, rows) = (&mut next, &mut sampler, &mut next_points);
+                        Some(s.spawn(move || {
+                            next.draw(n, dd, sampler);
+                            rows.resize(n * d, 0.0);
+                            fill(rows, next);
+                            None
+                        }))
+                    }
+                    (None, Some(mut s2)) => {
+                        let (next, n) = (&mut next, plan[0].n);
+                        Some(s.spawn(move || {
+                            next.draw(n, dd, &mut s2);
+                            Some(s2)
+                        }))
+                    }
+                    (None, None) => None,
+                };
+                let e = problem.assess_batch_mut(view);
+                match helper.map(|h| h.join()) {
+                    Some(Err(_)) => Err(MaxiError::Other(
+                        "the thread drawing URV directions panicked".into(),
+                    )),
+                    Some(Ok(s2)) => e.map(|e| (e, s2)),
+                    None => e.map(|e| (e, None)),
+                }
+            });
+            let (e, s2) = e?;
+            if chunk.heads {
+                values.0 = Some(e.at(0));
+                values.1 = (heads.len() > 1).then(|| e.at(1));
+                f0 = e.at(0).value;
+            }
+            for ((zj, inv), v) in cur
+                .z
+                .chunks_exact(dd.max(1))
+                .zip(&cur.inv_norm)
+                .zip(e.values.iter().skip(skip))
+            {
+                accumulate(&mut g, (v - f0) * inv * scale, zj, free);
+            }
+            std::mem::swap(&mut cur, &mut next);
+            std::mem::swap(&mut points, &mut next_points);
+            if let Some(s2) = s2 {
+                ahead = Some((s2, std::mem::replace(&mut cur, empty())));
+            }
+        }
+        self.ahead = ahead;
+        self.points = points;
+        self.next_points = next_points;
+        Ok((g, values.0, values.1))
     }
 
     /// A sampler for the next call's directions, from the estimator's own generator when it
@@ -244,6 +439,19 @@ fn place(row: &mut [f64], y: &[f64], z: &[f32], step: f64, free: Option<&[usize]
     }
 }
 
+/// `g += w·z` on the free coordinates (`z` holds one value per free coordinate); every
+/// coordinate when `free` is `None`.
+fn accumulate(g: &mut [f64], w: f64, z: &[f32], free: Option<&[usize]>) {
+    match free {
+        None => axpy(g, w, z),
+        Some(idx) => {
+            for (&i, z) in idx.iter().zip(z) {
+                g[i] += w * f64::from(*z);
+            }
+        }
+    }
+}
+
 fn contiguous(v: &maxi_core::ndarray::ArrayViewD<'_, f64>) -> Vec<f64> {
     v.iter().copied().collect()
 }
@@ -286,6 +494,26 @@ impl Gradient for Urv {
             .chain(also.as_deref())
             .collect();
         let scale = dd as f64 / (mu * q as f64);
+        if q + 2 > self.cap {
+            let (mut g, at_value, also_value) = self.estimate_chunked(
+                problem,
+                (&heads, &at, free.as_deref()),
+                mu,
+                scale,
+                (batches, q),
+                request.more,
+                rng,
+            )?;
+            let inv_b = batches as f64;
+            g.iter_mut().for_each(|v| *v /= inv_b);
+            let gradient = ArrayD::from_shape_vec(IxDyn(problem.shape()), g)
+                .map_err(|e| MaxiError::Other(e.to_string()))?;
+            return Ok(Estimate {
+                gradient,
+                at: at_value,
+                also: also_value,
+            });
+        }
         let mut g = vec![0.0; d];
         let mut values: (Option<Assessed>, Option<Assessed>) = (None, None);
         // the directions of this call, when the previous call had them drawn in the background
@@ -350,15 +578,7 @@ impl Gradient for Urv {
                 .zip(&self.dirs.inv_norm)
                 .zip(e.values.iter().skip(skip))
             {
-                let w = (v - f0) * inv * scale;
-                match free.as_deref() {
-                    None => axpy(&mut g, w, zj),
-                    Some(idx) => {
-                        for (&i, z) in idx.iter().zip(zj) {
-                            g[i] += w * f64::from(*z);
-                        }
-                    }
-                }
+                accumulate(&mut g, (v - f0) * inv * scale, zj, free.as_deref());
             }
         }
         let inv_b = batches as f64;
@@ -565,6 +785,71 @@ mod tests {
             for (a, b) in ahead.iter().zip(&inline) {
                 let bits = |x: &ArrayD<f64>| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(a), bits(b), "{kw:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_calls_give_bit_identical_estimates() {
+        // a 224×224×3 photo goes to the loss 13 rows at a time; MNIST in one call
+        assert_eq!(rows_per_call(224 * 224 * 3), 13);
+        assert!(rows_per_call(28 * 28) > 1_000);
+        assert_eq!(
+            plan_chunks(2, 10, 5),
+            [(3, true), (5, false), (2, false), (5, false), (5, false)]
+                .map(|(n, heads)| Chunk { n, heads })
+        );
+        let shape = [6, 5];
+        let y = point(&shape);
+        let other = y.mapv(|v| v - 0.5);
+        for kw in [
+            UrvKwargs::default(),
+            UrvKwargs {
+                sample_num: 20,
+                batch_num: 4,
+                ..UrvKwargs::default()
+            },
+            UrvKwargs {
+                batch_mode: false,
+                sample_num: 17,
+                seed: Some(3),
+                ..UrvKwargs::default()
+            },
+        ] {
+            let run = |cap: Option<usize>| {
+                let p = problem(&shape);
+                let mut g = urv(kw.clone(), 30);
+                if let Some(c) = cap {
+                    g = g.with_rows_per_call(c);
+                }
+                let mut rng = rng_from_seed(5);
+                let out: Vec<_> = (0..3)
+                    .map(|i| {
+                        let at = y.mapv(|v| v * (1.0 + i as f64));
+                        let request = Request {
+                            at: at.view(),
+                            also: (i == 1).then(|| other.view()),
+                            more: i < 2,
+                        };
+                        g.estimate(&p, &request, &mut rng).expect("gradient")
+                    })
+                    .collect();
+                (out, p.loss_rows())
+            };
+            let (whole, rows_whole) = run(None);
+            for cap in [3, 7, 19] {
+                let (chunked, rows_chunked) = run(Some(cap));
+                assert_eq!(rows_whole, rows_chunked, "{kw:?}");
+                for (a, b) in whole.iter().zip(&chunked) {
+                    let bits = |x: &ArrayD<f64>| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&a.gradient),
+                        bits(&b.gradient),
+                        "{kw:?}, {cap} rows per call"
+                    );
+                    assert_eq!(a.at, b.at);
+                    assert_eq!(a.also, b.also);
+                }
             }
         }
     }

@@ -13,7 +13,10 @@
 //! default 0): for PP the candidate is `no_info_val + y`, so `y = 0` — where the l1 term
 //! pulls — means "no information". PP candidates lie between `no_info_val` and `x`
 //! elementwise; PN perturbations lie in `[-1, 1]` by default, intersected with
-//! `input_range − x` when an input range is given. PP starts at `x`, PN at zero.
+//! `input_range − x` when an input range is given. PP starts at `x`, PN at zero; the `x0`
+//! kwarg chooses another start: `zeros` (no information), `uniform` (each entry drawn between
+//! the input's minimum and that entry, MAXi's `generate_rand_image`) or `gaussian` (N(0, 1)
+//! per entry, MAXi's PN start), both seeded from the run's seed and clipped to the box.
 #![warn(missing_docs)]
 
 use std::sync::Arc;
@@ -68,6 +71,27 @@ fn ten() -> f64 {
     10.0
 }
 
+/// Where the optimisation starts (the `x0` kwarg). The values are candidates: for PP the
+/// explanation itself (the variable is the candidate minus `no_info_val`), for PN the
+/// perturbation; every start is clipped to the box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CemStart {
+    /// The input itself (PP's default: every entry kept; for PN the same as `zeros`).
+    Input,
+    /// No information: PP `no_info_val` everywhere, PN no change (PN's default).
+    #[serde(alias = "zero")]
+    Zeros,
+    /// Each entry uniform between the input's minimum and that entry (MAXi's
+    /// `generate_rand_image`).
+    Uniform,
+    /// Each entry from N(0, 1) (MAXi's PN start, `generate_from_gaussian`).
+    Gaussian,
+}
+
+/// The generator stream (see `maxi_core::rng_for`) of CEM's random start points.
+pub const START_STREAM: u64 = 0x4345_4D5F_5830; // "CEM_X0"
+
 /// Kwargs of the CEM loss.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -101,8 +125,8 @@ pub struct CemKwargs {
     /// Upper bound of the candidate (PP: δ; PN: the perturbation); default from the mode.
     #[serde(default)]
     pub upper: Option<BoundSpec>,
-    /// Where the optimiser starts: `input` (the whole input; the PP default) or `zeros` (no
-    /// information: the no-information value for PP, no change for PN; the PN default).
+    /// Start point: `input`, `zeros`, `uniform` or `gaussian` (random ones seeded from the
+    /// run's seed); `null`: PP `input`, PN `zeros` (for PN `input` is `zeros`).
     #[serde(default)]
     pub x0: Option<CemStart>,
     /// PP only: what the optimiser's variable is. `offset`: the candidate's offset from the
@@ -125,16 +149,6 @@ pub enum CemVariable {
     Offset,
     /// The kept share of each entry, in `[0, 1]`.
     Fraction,
-}
-
-/// The start point of the CEM optimisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CemStart {
-    /// The input itself (PP: every entry kept; PN: `δ` = 0 as well).
-    Input,
-    /// No information: PP candidate at the no-information value, PN `δ` = 0.
-    Zeros,
 }
 
 impl KwargsSpec for CemKwargs {
@@ -187,7 +201,6 @@ pub struct CemLoss {
     ae: Option<Arc<dyn Model>>,
     model: Arc<dyn Model>,
     x: ArrayD<f64>,
-    x0: CemStart,
     target: usize,
     classes: usize,
     pn_target: Option<usize>,
@@ -196,6 +209,42 @@ pub struct CemLoss {
     scale: Option<ArrayD<f64>>,
     input_range: Option<[f64; 2]>,
     bounds: Bounds,
+    start: ArrayD<f64>,
+}
+
+/// The start of a PP whose variable is the kept share of each entry (`variable = fraction`).
+fn fraction_start(x0: CemStart, x: &ArrayD<f64>, seed: u64) -> ArrayD<f64> {
+    use rand::RngExt;
+    let mut rng = maxi_core::rng_for(seed, START_STREAM);
+    match x0 {
+        CemStart::Input => ArrayD::ones(x.shape()),
+        CemStart::Zeros => ArrayD::zeros(x.shape()),
+        CemStart::Uniform => x.mapv(|_| rng.random::<f64>()),
+        CemStart::Gaussian => x.mapv(|_| {
+            let z: f64 = rand_distr::Distribution::sample(&rand_distr::StandardNormal, &mut rng);
+            z
+        }),
+    }
+}
+
+/// The start variable for `x0` (see [`CemStart`]), before clipping: candidates minus
+/// `offset`; random draws come from the run's seed.
+fn start_point(x0: CemStart, pp: bool, x: &ArrayD<f64>, offset: f64, seed: u64) -> ArrayD<f64> {
+    use rand::RngExt;
+    let mut rng = maxi_core::rng_for(seed, START_STREAM);
+    match x0 {
+        CemStart::Input if pp => x.mapv(|v| v - offset),
+        CemStart::Input => ArrayD::zeros(x.shape()),
+        CemStart::Zeros => ArrayD::zeros(x.shape()),
+        CemStart::Uniform => {
+            let lo = x.iter().copied().fold(f64::INFINITY, f64::min);
+            x.mapv(|v| lo + (v - lo) * rng.random::<f64>() - offset)
+        }
+        CemStart::Gaussian => x.mapv(|_| {
+            let z: f64 = rand_distr::Distribution::sample(&rand_distr::StandardNormal, &mut rng);
+            z - offset
+        }),
+    }
 }
 
 fn bound_array(
@@ -348,7 +397,19 @@ impl CemLoss {
         };
         let scale = (kw.mode.is_pp() && kw.variable == CemVariable::Fraction)
             .then(|| x.mapv(|v| v - no_info));
+        let x0 = kw.x0.unwrap_or(if kw.mode.is_pp() {
+            CemStart::Input
+        } else {
+            CemStart::Zeros
+        });
+        let mut start = match &scale {
+            // the kept share of each entry: all of it, none, or a random share
+            Some(_) => fraction_start(x0, &x, ctx.seed),
+            None => start_point(x0, kw.mode.is_pp(), &x, offset, ctx.seed),
+        };
+        bounds.clip(&mut start);
         Ok(CemLoss {
+            start,
             mode: kw.mode,
             c: kw.c,
             gamma: kw.gamma,
@@ -356,11 +417,6 @@ impl CemLoss {
             ae,
             model: ctx.model.clone(),
             x,
-            x0: kw.x0.unwrap_or(if kw.mode.is_pp() {
-                CemStart::Input
-            } else {
-                CemStart::Zeros
-            }),
             target,
             classes,
             pn_target: kw.pn_target,
@@ -511,13 +567,7 @@ impl Loss for CemLoss {
     }
 
     fn start(&self) -> ArrayD<f64> {
-        let mut y = match (self.x0, self.mode.is_pp(), &self.scale) {
-            (CemStart::Input, true, Some(_)) => ArrayD::ones(self.x.shape()),
-            (CemStart::Input, true, None) => self.x.mapv(|v| v - self.offset),
-            _ => ArrayD::zeros(self.x.shape()),
-        };
-        self.bounds.clip(&mut y);
-        y
+        self.start.clone()
     }
 
     fn candidate(&self, y: ArrayViewD<'_, f64>) -> ArrayD<f64> {
@@ -624,6 +674,7 @@ mod tests {
                 model: linear(),
                 models: &resolver,
                 space: Arc::new(Identity::new(&[2])),
+                seed: 0,
             },
         )
         .expect("loss")

@@ -21,8 +21,11 @@ fn default_l1() -> f64 {
 fn default_l2() -> f64 {
     0.5
 }
+/// MAXi's `AdaExpGradOptimizer` default (maxi used 1.0 before). On the MNIST PP of
+/// `configs/mnist_pp.toml` with `ada_exp_grad` (seeds 0–2), 0.5 gives objectives −13.2 to
+/// −13.9 and 148–153 pixels against −2.7 to −4.7 and 156 pixels with 1.0.
 fn default_eta() -> f64 {
-    1.0
+    0.5
 }
 
 /// Kwargs of `ada_exp_grad`.
@@ -36,7 +39,7 @@ pub struct AdaExpGradKwargs {
     #[serde(default = "default_l2")]
     pub l2: f64,
     /// Step-size scale (> 0): the adaptive denominator of the gradient step is `eta·√λ`;
-    /// larger values take smaller steps.
+    /// larger values take smaller steps. Default 0.5, as in MAXi.
     #[serde(default = "default_eta")]
     pub eta: f64,
 }

@@ -94,7 +94,7 @@ fn registered_and_converges_when_built_through_registry() -> Result<()> {
     let parsed = c.prepare(&Kwargs::from_serialize(&serde_json::json!({"l2": 0.25}))?)?;
     assert_eq!(
         parsed.kwargs_json(),
-        serde_json::json!({"l1": 0.5, "l2": 0.25, "eta": 1.0})
+        serde_json::json!({"l1": 0.5, "l2": 0.25, "eta": 0.5})
     );
     let start = ArrayD::zeros(IxDyn(&[5]));
     let bounds = bounds_of(LO, HI, 5);
@@ -111,7 +111,7 @@ fn registered_and_converges_when_built_through_registry() -> Result<()> {
     let k = AdaExpGradKwargs {
         l1: 0.5,
         l2: 0.25,
-        eta: 1.0,
+        eta: 0.5,
     };
     let mut direct = AdaExpGrad::new(&valid(k), start.view(), &bounds)?;
     assert_eq!(run(&mut direct, &p, 3000), y);

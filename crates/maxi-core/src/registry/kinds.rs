@@ -34,6 +34,9 @@ pub struct LossContext<'a> {
     pub models: &'a ModelResolver,
     /// The optimiser's variable and how it maps onto the input.
     pub space: Arc<dyn VariableSpace>,
+    /// The run's seed, for losses that draw at random (e.g. a random start point): draw from
+    /// [`rng_for`](crate::rng::rng_for)`(seed, stream)`, not from the run's main generator.
+    pub seed: u64,
 }
 
 /// What a gradient method is built from.
