@@ -147,25 +147,32 @@ pub fn segment(
     let kw = (3.0 * kwargs.kernel_size).ceil() as usize;
     let inv_two_k2 = -0.5 / (kwargs.kernel_size * kwargs.kernel_size);
 
-    let dist2 = |p: usize, q: usize| -> f64 {
+    // Squared joint distance between pixels p = (r, c) and q = (r2, c2).
+    let dist2 = |p: usize, q: usize, dr: f64, dc: f64| -> f64 {
         let (a, b) = (&f[p * nc..(p + 1) * nc], &f[q * nc..(q + 1) * nc]);
         let colour: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
-        let (dr, dc) = (
-            (p / w) as f64 - (q / w) as f64,
-            (p % w) as f64 - (q % w) as f64,
-        );
         colour + dr * dr + dc * dc
     };
-    let window = |p: usize| {
+    // Calls `visit(q, dr, dc)` for every pixel q of p's window, in raster order.
+    let for_window = |p: usize, visit: &mut dyn FnMut(usize, f64, f64)| {
         let (r, c) = (p / w, p % w);
-        let rows = r.saturating_sub(kw)..(r + kw + 1).min(h);
-        let cols = c.saturating_sub(kw)..(c + kw + 1).min(w);
-        rows.flat_map(move |r2| cols.clone().map(move |c2| r2 * w + c2))
+        for r2 in r.saturating_sub(kw)..(r + kw + 1).min(h) {
+            let dr = r as f64 - r2 as f64;
+            for c2 in c.saturating_sub(kw)..(c + kw + 1).min(w) {
+                visit(r2 * w + c2, dr, c as f64 - c2 as f64);
+            }
+        }
     };
 
     // 1. Densities.
     let density: Vec<f64> = (0..h * w)
-        .map(|p| window(p).map(|q| (dist2(p, q) * inv_two_k2).exp()).sum())
+        .map(|p| {
+            let mut sum = 0.0;
+            for_window(p, &mut |q, dr, dc| {
+                sum += (dist2(p, q, dr, dc) * inv_two_k2).exp();
+            });
+            sum
+        })
         .collect();
     // "q is higher than p": denser, or as dense and later in raster order (a strict total order,
     // so links never form a cycle).
@@ -177,15 +184,15 @@ pub fn segment(
     let mut parent: Vec<usize> = (0..h * w).collect();
     for (p, link) in parent.iter_mut().enumerate() {
         let mut closest = f64::INFINITY;
-        for q in window(p) {
+        for_window(p, &mut |q, dr, dc| {
             if higher(q, p) {
-                let d = dist2(p, q);
+                let d = dist2(p, q, dr, dc);
                 if d < closest {
                     closest = d;
                     *link = q;
                 }
             }
-        }
+        });
         if closest > max_dist2 {
             *link = p;
         }

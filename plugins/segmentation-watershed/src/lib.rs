@@ -305,64 +305,70 @@ fn flood(values: &[f64], markers: &[i32], mask: Option<&[bool]>, h: usize, w: us
 }
 
 /// OpenCV's `pyrMeanShiftFiltering` at one pyramid level (`maxLevel = 0`), on 8-bit pixels with
-/// `nc` channels, row-major.
+/// `nc` channels (1 or 3), row-major.
 fn mean_shift_filter(src: &[u8], h: usize, w: usize, nc: usize, sp: usize, sr: f64) -> Vec<u8> {
-    let sr2 = (sr * sr).round_ties_even() as i64;
+    if nc == 3 {
+        mean_shift::<3>(src, h, w, sp, sr)
+    } else {
+        mean_shift::<1>(src, h, w, sp, sr)
+    }
+}
+
+fn mean_shift<const NC: usize>(src: &[u8], h: usize, w: usize, sp: usize, sr: f64) -> Vec<u8> {
+    let sr2 = (sr * sr).round_ties_even() as i32;
     let round = |v: f64| v.round_ties_even() as i64;
     let mut dst = vec![0u8; src.len()];
-    let mut colour = [0i64; 3];
-    let mut sums = [0i64; 3];
-    for i in 0..h {
-        for j in 0..w {
-            let (mut x0, mut y0) = (j as i64, i as i64);
-            let p = i * w + j;
-            for b in 0..nc {
-                colour[b] = i64::from(src[p * nc + b]);
-            }
-            for _ in 0..MEAN_SHIFT_ITERATIONS {
-                let (minx, maxx) = ((x0 - sp as i64).max(0), (x0 + sp as i64).min(w as i64 - 1));
-                let (miny, maxy) = ((y0 - sp as i64).max(0), (y0 + sp as i64).min(h as i64 - 1));
-                let (mut count, mut sx, mut sy) = (0i64, 0i64, 0i64);
-                sums[..nc].fill(0);
-                for y in miny..=maxy {
-                    let row = y as usize * w;
-                    for x in minx..=maxx {
-                        let q = (row + x as usize) * nc;
-                        let mut d = 0;
-                        for b in 0..nc {
-                            let t = i64::from(src[q + b]) - colour[b];
-                            d += t * t;
+    for (p, out) in dst.chunks_exact_mut(NC).enumerate() {
+        let (mut x0, mut y0) = (p % w, p / w);
+        let mut colour = [0i32; NC];
+        for b in 0..NC {
+            colour[b] = i32::from(src[p * NC + b]);
+        }
+        for _ in 0..MEAN_SHIFT_ITERATIONS {
+            let (minx, maxx) = (x0.saturating_sub(sp), (x0 + sp).min(w - 1));
+            let (miny, maxy) = (y0.saturating_sub(sp), (y0 + sp).min(h - 1));
+            let (mut count, mut sx, mut sy) = (0i64, 0i64, 0i64);
+            let mut sums = [0i64; NC];
+            for y in miny..=maxy {
+                let row = &src[(y * w + minx) * NC..(y * w + maxx + 1) * NC];
+                let mut row_count = 0i64;
+                for (x, px) in (minx..).zip(row.chunks_exact(NC)) {
+                    let mut d = 0;
+                    for b in 0..NC {
+                        let t = i32::from(px[b]) - colour[b];
+                        d += t * t;
+                    }
+                    if d <= sr2 {
+                        for b in 0..NC {
+                            sums[b] += i64::from(px[b]);
                         }
-                        if d <= sr2 {
-                            for b in 0..nc {
-                                sums[b] += i64::from(src[q + b]);
-                            }
-                            sx += x;
-                            sy += y;
-                            count += 1;
-                        }
+                        sx += x as i64;
+                        row_count += 1;
                     }
                 }
-                if count == 0 {
-                    break;
-                }
-                let inv = 1.0 / count as f64;
-                let (x1, y1) = (round(sx as f64 * inv), round(sy as f64 * inv));
-                let mut moved = (x1 - x0).abs() + (y1 - y0).abs();
-                for b in 0..nc {
-                    let c1 = round(sums[b] as f64 * inv);
-                    moved += (c1 - colour[b]) * (c1 - colour[b]);
-                    colour[b] = c1;
-                }
-                let stop = (x0 == x1 && y0 == y1) || moved <= MEAN_SHIFT_EPS;
-                (x0, y0) = (x1, y1);
-                if stop {
-                    break;
-                }
+                count += row_count;
+                sy += y as i64 * row_count;
             }
-            for b in 0..nc {
-                dst[p * nc + b] = colour[b].clamp(0, 255) as u8;
+            if count == 0 {
+                break;
             }
+            let inv = 1.0 / count as f64;
+            let (x1, y1) = (round(sx as f64 * inv), round(sy as f64 * inv));
+            let mut moved = (x1 - x0 as i64).abs() + (y1 - y0 as i64).abs();
+            for b in 0..NC {
+                let c1 = round(sums[b] as f64 * inv);
+                moved += (c1 - i64::from(colour[b])).pow(2);
+                colour[b] = c1 as i32;
+            }
+            let stop = (x0 as i64 == x1 && y0 as i64 == y1) || moved <= MEAN_SHIFT_EPS;
+            // Means of in-range coordinates and 8-bit values stay in range.
+            (x0, y0) = (x1 as usize, y1 as usize);
+            if stop {
+                break;
+            }
+        }
+        for b in 0..NC {
+            out[b] = colour[b].clamp(0, 255) as u8;
         }
     }
     dst
@@ -639,6 +645,33 @@ mod tests {
         let masked = watershed(values.view(), markers.view(), Some(mask.view())).unwrap();
         assert_eq!(masked, want);
         assert!(watershed(values.view(), array![[1]].view(), None).is_err());
+    }
+
+    #[test]
+    fn mean_shift_matches_opencv() {
+        // cv2.pyrMeanShiftFiltering(img, 3, 25, maxLevel=0) (opencv-contrib-python-headless
+        // 5.0.0) on this 8×9 two-region image with noise and a brighter green band.
+        let (h, w) = (8, 9);
+        let src: Vec<u8> = (0..h * w * 3)
+            .map(|i| {
+                let (r, c, k) = (i / (w * 3), i / 3 % w, i % 3);
+                let base = if c < 4 { 60 } else { 170 };
+                let band = if r > 4 && k == 1 { 40 } else { 0 };
+                (base + (r * 37 + c * 11 + k * 23) % 29 + band) as u8
+            })
+            .collect();
+        #[rustfmt::skip]
+        let want: [u8; 216] = [
+            74, 73, 75, 74, 73, 75, 74, 73, 75, 74, 73, 75, 184, 185, 184, 184, 185, 184, 184, 185, 184, 184, 185, 184, 184, 185, 184,
+            74, 73, 75, 74, 73, 75, 74, 73, 75, 74, 73, 75, 184, 185, 184, 183, 186, 185, 184, 185, 184, 184, 185, 184, 184, 185, 184,
+            74, 73, 75, 74, 73, 75, 74, 73, 75, 74, 73, 75, 184, 185, 184, 184, 185, 184, 185, 186, 183, 184, 185, 184, 184, 185, 184,
+            74, 73, 75, 74, 73, 75, 74, 73, 75, 74, 74, 74, 184, 185, 184, 184, 185, 184, 183, 190, 187, 184, 185, 184, 184, 185, 184,
+            74, 73, 75, 74, 73, 75, 74, 73, 75, 74, 73, 75, 184, 185, 184, 184, 185, 184, 184, 185, 184, 184, 185, 184, 184, 185, 184,
+            74, 115, 74, 74, 115, 74, 74, 115, 74, 74, 115, 74, 185, 223, 183, 181, 214, 184, 185, 223, 183, 185, 223, 183, 186, 222, 182,
+            74, 115, 74, 72, 116, 76, 78, 112, 66, 74, 115, 74, 185, 223, 183, 185, 223, 183, 190, 226, 180, 181, 214, 184, 185, 223, 183,
+            74, 115, 74, 74, 115, 74, 74, 115, 74, 74, 115, 74, 185, 223, 183, 185, 223, 183, 183, 217, 184, 185, 223, 183, 186, 224, 182,
+        ];
+        assert_eq!(mean_shift_filter(&src, h, w, 3, 3, 25.0), want);
     }
 
     #[test]
