@@ -38,7 +38,7 @@ pub enum SegmentError {
     },
     /// The image has more pixels than a label map can number.
     #[error(
-        "the image has {pixels} pixels, more than the {max} a label map can number; downscale it"
+        "the image has {pixels} pixels, more than the {max} this segmentation supports; downscale it"
     )]
     TooLarge {
         /// Pixels in the image.

@@ -6,11 +6,14 @@
 //! Component name `grid`.
 #![warn(missing_docs)]
 
-use maxi_image_ops::{SegmentError, check_image};
+use maxi_image_ops::check_image;
 use ndarray::{Array2, ArrayView3};
 use serde::{Deserialize, Serialize};
 
-pub use maxi_image_ops::SegmentError as Error;
+pub use maxi_image_ops::SegmentError;
+
+/// This component's kwargs, under the name every segmentation crate uses.
+pub type Kwargs = GridKwargs;
 
 /// The component's registry name.
 pub const NAME: &str = "grid";

@@ -26,11 +26,14 @@
 //! Component name `quickshift`.
 #![warn(missing_docs)]
 
-use maxi_image_ops::{
-    SegmentError, check_image, normalize_min_max, relabel_connected, require_rgb, rgb_to_lab,
-};
+use maxi_image_ops::{check_image, normalize_min_max, relabel_connected, require_rgb, rgb_to_lab};
 use ndarray::{Array2, ArrayView3, Axis};
 use serde::{Deserialize, Serialize};
+
+pub use maxi_image_ops::SegmentError;
+
+/// This component's kwargs, under the name every segmentation crate uses.
+pub type Kwargs = QuickshiftKwargs;
 
 /// The component's registry name.
 pub const NAME: &str = "quickshift";

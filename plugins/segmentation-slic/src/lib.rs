@@ -31,11 +31,14 @@
 //! Component name `slic`, MAXi alias `SlicHandler`.
 #![warn(missing_docs)]
 
-use maxi_image_ops::{
-    SegmentError, check_image, merge_small_segments, normalize_min_max, rgb_to_lab,
-};
+use maxi_image_ops::{check_image, merge_small_segments, normalize_min_max, rgb_to_lab};
 use ndarray::{Array2, Array3, ArrayView3, Axis};
 use serde::{Deserialize, Serialize};
+
+pub use maxi_image_ops::SegmentError;
+
+/// This component's kwargs, under the name every segmentation crate uses.
+pub type Kwargs = SlicKwargs;
 
 /// The component's registry name.
 pub const NAME: &str = "slic";

@@ -41,9 +41,14 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
 use image::{GrayImage, Luma};
-use maxi_image_ops::{SegmentError, check_image, normalize_min_max, relabel_connected};
+use maxi_image_ops::{check_image, normalize_min_max, relabel_connected};
 use ndarray::{Array2, ArrayView2, ArrayView3};
 use serde::{Deserialize, Serialize};
+
+pub use maxi_image_ops::SegmentError;
+
+/// This component's kwargs, under the name every segmentation crate uses.
+pub type Kwargs = WatershedKwargs;
 
 /// The component's registry name.
 pub const NAME: &str = "watershed";
@@ -56,6 +61,9 @@ pub const MAX_SPATIAL_RADIUS: u32 = 32;
 pub const MAX_COLOR_RADIUS: f64 = 442.0;
 /// The largest `max_min_dist` accepted.
 pub const MAX_MIN_DIST: u32 = 1000;
+/// The most pixels accepted (16.7 M: the mean shift costs about 4000 window visits per pixel,
+/// and imageproc's Otsu histogram sums stay within `u32`).
+pub const MAX_PIXELS: usize = 1 << 24;
 /// OpenCV's default mean-shift termination: at most 5 iterations, or a move of at most 1.
 const MEAN_SHIFT_ITERATIONS: usize = 5;
 const MEAN_SHIFT_EPS: i64 = 1;
@@ -156,6 +164,12 @@ pub fn segment(
 ) -> Result<Array2<i32>, SegmentError> {
     kwargs.validate()?;
     let (h, w, nc) = check_image(image)?;
+    if h * w > MAX_PIXELS {
+        return Err(SegmentError::TooLarge {
+            pixels: h * w,
+            max: MAX_PIXELS,
+        });
+    }
     // 1. 8-bit values (truncated, as numpy's astype(uint8)).
     let bytes: Vec<u8> = normalize_min_max(image, 255.0)
         .iter()
