@@ -193,3 +193,77 @@ fn pp_on_a_linear_model_keeps_the_class_with_fewer_entries() {
     assert!(l1_pp < 0.8 * l1_x, "PP l1 {l1_pp} vs input {l1_x}");
     let _ = Axis(0);
 }
+
+#[test]
+fn model_kwargs_given_as_paths_are_opened_once_when_the_generator_is_built() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let shape = [2, 5];
+    let (model, _) = linear_model(&shape, 4, 3);
+    let x = input(&shape, 1);
+    // an "autoencoder" that halves its input: the AE term is γ·‖z − z/2‖²
+    let opened = Arc::new(AtomicUsize::new(0));
+    let seen = opened.clone();
+    let loader: maxi::ModelLoader = Arc::new(move |path: &std::path::Path| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        assert!(path.ends_with("ae.onnx"), "{}", path.display());
+        Ok(maxi::model_fn(
+            "half",
+            |b: maxi::ndarray::ArrayViewD<'_, f64>| b.mapv(|v| v / 2.0),
+        ))
+    });
+    let builder = || {
+        ExplanationGenerator::builder()
+            .loss(
+                "cem",
+                kw(json!({"mode": "PP", "c": 0.0, "gamma": 2.0, "AE": "ae.onnx"})),
+            )
+            .optimizer("ao_exp_grad", kw(json!({"l1": 0.05, "l2": 0.0})))
+            .gradient("urv", kw(json!({"sample_num": 4})))
+            .num_iter(3)
+    };
+    let g = builder().model_loader(loader).build().expect("generator");
+    assert_eq!(opened.load(Ordering::SeqCst), 1, "opened when built");
+    let a = g.run(x.view(), model.clone()).expect("run");
+    let b = g.run(x.view(), model.clone()).expect("run");
+    assert_eq!(opened.load(Ordering::SeqCst), 1, "not opened again per run");
+    assert_eq!(a.history, b.history);
+    // with c = 0 the loss is the AE term alone: γ·‖z − z/2‖² = ‖z‖²/2 at the final iterate
+    let r = a.history.last().expect("record");
+    assert!(r.l2_norm_sq > 0.0);
+    assert!((r.attack_loss - 0.5 * r.l2_norm_sq).abs() < 1e-12, "{r:?}");
+    // the default loader opens files by extension: a missing one fails at build, naming `AE`
+    let err = builder().build().expect_err("missing AE file");
+    assert!(err.to_string().contains("kwarg `AE`"), "{err}");
+}
+
+#[test]
+fn ada_exp_grad_takes_one_model_call_per_update() {
+    // AdaExpGrad's gradient is at one point and its record at another: both ride in the
+    // same batch (Request::also), so each update is one model call, not two
+    let shape = [2, 5];
+    let (model, _) = linear_model(&shape, 4, 3);
+    let x = input(&shape, 1);
+    let e = ExplanationGenerator::builder()
+        .loss("cem", kw(json!({"mode": "PP", "c": 1.0, "K": 2.0})))
+        .optimizer("ada_exp_grad", kw(json!({"l1": 0.05})))
+        .gradient("urv", kw(json!({"sample_num": 7})))
+        .num_iter(6)
+        .build()
+        .expect("generator")
+        .run(x.view(), model)
+        .expect("run");
+    assert_eq!(e.history.len(), 6);
+    for (i, r) in e.history.iter().enumerate() {
+        // the class check, then one call per update
+        assert_eq!(r.model_calls, 1 + i as u64 + 1, "{r:?}");
+    }
+    // + the final iterate's evaluation (and any full-strength checks)
+    assert!(e.model.calls > 1 + 6);
+    // rows: 1 + 7 per gradient, plus the previous iterate when it differs from the query
+    let rows: Vec<u64> = e.history.iter().map(|r| r.model_rows).collect();
+    let steps: Vec<u64> = rows.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(rows[0], 1 + 8, "{rows:?}");
+    assert!(steps.iter().all(|s| (8..=9).contains(s)), "{rows:?}");
+    assert!(steps.contains(&9), "the record rides along: {rows:?}");
+}

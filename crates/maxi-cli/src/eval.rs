@@ -85,7 +85,11 @@ pub fn run(args: &EvalArgs) -> CliResult<()> {
     let cfg = Config::load(&args.config)?;
     let seed = args.seed.or(cfg.generator.seed).unwrap_or(0);
     let progress = Arc::new(Progress::new(Mode::Quiet, Arc::new(AtomicBool::new(false))));
-    let generator = build_generator(&cfg, seed, progress)?;
+    let overrides = crate::explain::ModelOverrides {
+        backend: args.backend.as_deref(),
+        threads: args.threads,
+    };
+    let generator = build_generator(&cfg, seed, progress, overrides)?;
     let explain_args = ExplainArgs {
         config: Some(args.config.clone()),
         model: None,

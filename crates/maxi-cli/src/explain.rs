@@ -60,7 +60,11 @@ pub fn run(args: &ExplainArgs) -> CliResult<u8> {
     // Everything is validated before anything is written.
     let seed = args.seed.or(cfg.generator.seed).unwrap_or(0);
     let progress = Arc::new(Progress::new(Mode::detect(args.quiet), stop.clone()));
-    let generator = build_generator(&cfg, seed, progress.clone())?;
+    let overrides = ModelOverrides {
+        backend: args.backend.as_deref(),
+        threads: args.threads,
+    };
+    let generator = build_generator(&cfg, seed, progress.clone(), overrides)?;
     check_out_dir(&args.out)?;
     let mut loaded = load_model(&cfg, args)?;
     let pixel_range = args.pixel_range.or(cfg.input.pixel_range);
@@ -186,8 +190,10 @@ pub(crate) fn build_generator(
     cfg: &Config,
     seed: u64,
     progress: Arc<Progress>,
+    overrides: ModelOverrides<'_>,
 ) -> CliResult<ExplanationGenerator> {
     let mut b = ExplanationGenerator::builder()
+        .model_loader(model_loader(cfg, overrides))
         .loss(&cfg.loss.name, kwargs_of(&cfg.loss, cfg)?)
         .optimizer(&cfg.optimizer.name, kwargs_of(&cfg.optimizer, cfg)?)
         .gradient(&cfg.gradient.name, kwargs_of(&cfg.gradient, cfg)?)
@@ -212,9 +218,48 @@ pub(crate) fn build_generator(
                 format!("in [search] of {file}")
             }
             MaxiError::InvalidSetting { .. } => format!("in [generator] of {file}"),
+            MaxiError::ModelLoad { .. } => format!("in [loss] of {file}"),
             _ => format!("in {file}"),
         };
         CliError::from_maxi_in(e, &context)
+    })
+}
+
+/// Command-line settings that override `[model]`: `--backend` and `--threads`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ModelOverrides<'a> {
+    /// `--backend`.
+    pub(crate) backend: Option<&'a str>,
+    /// `--threads`.
+    pub(crate) threads: Option<u64>,
+}
+
+/// How the loss's model-valued kwargs (CEM's `AE`) are opened: with the explained model's
+/// backend (`--backend` or `[model] backend`; else the one for the file's extension) and its
+/// threads, once when the generator is built.
+fn model_loader(cfg: &Config, overrides: ModelOverrides<'_>) -> maxi::ModelLoader {
+    let backend = overrides
+        .backend
+        .map(str::to_string)
+        .or_else(|| cfg.model.backend.clone());
+    let threads = overrides
+        .threads
+        .map(|t| json!(t))
+        .or_else(|| cfg.model.kwargs.get("threads").cloned());
+    Arc::new(move |path: &Path| {
+        let registry = maxi::registry::global()?;
+        let entry = match &backend {
+            Some(name) => registry.get::<ModelKind>(name)?,
+            None => return registry.load_model_file(path),
+        };
+        let mut kw = Map::new();
+        kw.insert("path".into(), json!(path.display().to_string()));
+        if let Some(t) = &threads {
+            kw.insert("threads".into(), t.clone());
+        }
+        entry
+            .prepare(&Kwargs::from_serialize(&kw)?)?
+            .build(&ModelContext { base_dir: None })
     })
 }
 

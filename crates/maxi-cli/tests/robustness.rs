@@ -221,6 +221,59 @@ fn thread_and_batch_limits_are_checked_before_anything_is_started() {
     );
 }
 
+#[test]
+fn huge_iteration_and_sample_counts_are_refused_before_the_run() {
+    // before: num_iter = 1e9 aborted reserving 56 GB, 2^63 − 1 panicked, and sample_num = 1e12
+    // grew to gigabytes planning the batches; now each is a usage error naming the limit
+    for (cfg, needles) in [
+        (
+            toml(1_000_000_000, "", "", "", ""),
+            &["num_iter", "10000000"][..],
+        ),
+        (
+            toml(9_223_372_036_854_775_807, "", "", "", ""),
+            &["num_iter", "10000000"],
+        ),
+        (
+            toml(3, "", "", "", "").replace("sample_num = 10", "sample_num = 1000000000000"),
+            &["sample_num", "1000000"],
+        ),
+    ] {
+        expect_usage_error(
+            &[("c.toml", cfg.as_bytes())],
+            &["--config", "c.toml"],
+            needles,
+        );
+    }
+}
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/mnist")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn models_that_do_not_fit_are_usage_errors_found_before_the_run() {
+    // before: the autoencoder as the classifier failed at run time (exit 1), and a bad AE
+    // path passed validation and failed when the run started
+    let cfg = toml(3, "", "", "", "");
+    expect_usage_error(
+        &[("c.toml", cfg.as_bytes())],
+        &["--config", "c.toml", "--model", &fixture("mnist_ae.onnx")],
+        &["`model`", "[1, 28, 28, 1]", "class scores", "output = NAME"],
+    );
+    let cfg =
+        toml(3, "gamma = 1.0\nAE = \"missing.onnx\"", "", "", "").replace("gamma = 0.0\n", "");
+    expect_usage_error(
+        &[("c.toml", cfg.as_bytes())],
+        &["--config", "c.toml"],
+        &["missing.onnx", "kwarg `AE`", "[loss] of c.toml"],
+    );
+}
+
 /// A version-1 `.npy` file whose header claims `shape` of float64, followed by `data` bytes.
 fn npy_claiming(shape: &str, data: usize) -> Vec<u8> {
     let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");

@@ -184,9 +184,20 @@ pub struct GeneratorBuilder {
     metadata: Map<String, Value>,
     registry: Option<Arc<Registry>>,
     search: SearchKwargs,
+    model_loader: Option<ModelLoader>,
 }
 
+/// Opens a model file named by a model-valued kwarg (e.g. CEM's `AE`).
+pub type ModelLoader = Arc<dyn Fn(&std::path::Path) -> Result<Arc<dyn Model>> + Send + Sync>;
+
 impl GeneratorBuilder {
+    /// How model-valued kwargs given as paths are opened (once, by [`Self::build`]); the
+    /// default is the registry's backend for the file's extension with its default kwargs.
+    pub fn model_loader(mut self, loader: ModelLoader) -> Self {
+        self.model_loader = Some(loader);
+        self
+    }
+
     /// The loss by name, with its kwargs.
     pub fn loss(mut self, name: impl Into<String>, kwargs: Kwargs) -> Self {
         self.loss = Some((name.into(), kwargs));
@@ -244,10 +255,13 @@ impl GeneratorBuilder {
 
     /// Resolves every name and validates every kwarg and setting.
     pub fn build(self) -> Result<ExplanationGenerator> {
-        if self.num_iter == 0 {
+        if self.num_iter == 0 || self.num_iter > MAX_NUM_ITER {
             return Err(MaxiError::InvalidSetting {
                 name: "num_iter".into(),
-                message: "must be at least 1".into(),
+                message: format!(
+                    "must be between 1 and {MAX_NUM_ITER}, got {}; for longer runs use several rounds (`search`) or resume from a savepoint",
+                    self.num_iter
+                ),
             });
         }
         if self.save_freq == Some(0) {
@@ -275,8 +289,19 @@ impl GeneratorBuilder {
             name: format!("search.{}", p.field),
             message: p.message,
         })?;
+        // model files named by the loss's kwargs are opened once, here, not on every run
+        let mut lk = lk.clone();
+        let loss_entry = registry.get::<LossKind>(ln)?;
+        let models = loss_entry.meta.model_kwargs();
+        if !models.is_empty() {
+            let by_extension = |p: &std::path::Path| registry.load_model_file(p);
+            match &self.model_loader {
+                Some(load) => lk.preload(&models, load.as_ref())?,
+                None => lk.preload(&models, &by_extension)?,
+            }
+        }
         let generator = ExplanationGenerator {
-            loss: Chosen::new(&registry, ln, lk)?,
+            loss: Chosen::new(&registry, ln, &lk)?,
             optimizer: Chosen::new(&registry, on, ok)?,
             gradient: Chosen::new(&registry, gn, gk)?,
             schedule: Schedule {
@@ -368,6 +393,7 @@ impl ExplanationGenerator {
             metadata: Map::new(),
             registry: None,
             search: SearchKwargs::default(),
+            model_loader: None,
         }
     }
 
@@ -630,6 +656,10 @@ fn round_rng(seed: u64, round: usize) -> crate::rng::MaxiRng {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     rng_from_seed(z ^ (z >> 31))
 }
+
+/// Most updates per round: ten million (MNIST runs take hundreds; the bound keeps a mistyped
+/// number from meaning days of work).
+pub const MAX_NUM_ITER: usize = 10_000_000;
 
 /// Most full-strength forms of a round's valid iterates that are tried.
 const FULL_STRENGTH_CHECKS: usize = 24;

@@ -82,6 +82,37 @@ impl Kwargs {
         &self.values
     }
 
+    /// Loads the model files named by `keys` (model-valued kwargs given as paths) once, with
+    /// `load`, so every run reuses them; keys that are absent, null or in-memory models are left
+    /// as they are. A missing or unreadable file is an error here, before any run.
+    pub fn preload(
+        &mut self,
+        keys: &[String],
+        load: &dyn Fn(&std::path::Path) -> Result<Arc<dyn Model>>,
+    ) -> Result<()> {
+        for key in keys {
+            let Some(Value::String(reference)) = self.values.get(key) else {
+                continue;
+            };
+            if self.models.contains_key(reference) {
+                continue;
+            }
+            let path = crate::registry::ModelContext {
+                base_dir: self.base_dir.as_deref(),
+            }
+            .resolve_path(reference);
+            let model = load(&path).map_err(|e| match e {
+                MaxiError::ModelLoad { path, message } => MaxiError::ModelLoad {
+                    path,
+                    message: format!("{message} (kwarg `{key}`)"),
+                },
+                other => other,
+            })?;
+            self.models.insert(reference.clone(), model);
+        }
+        Ok(())
+    }
+
     /// Resolver for the model-valued kwargs.
     pub fn resolver(&self) -> ModelResolver {
         ModelResolver {

@@ -26,7 +26,9 @@ pub use executor::{
     Executor, Observer, RoundInfo, RunInfo, Schedule, Size, StepRecord, StopReason, Termination,
     step_once,
 };
-pub use generator::{Explanation, ExplanationGenerator, GeneratorBuilder, Outcome, Round};
+pub use generator::{
+    Explanation, ExplanationGenerator, GeneratorBuilder, MAX_NUM_ITER, ModelLoader, Outcome, Round,
+};
 pub use gradient::{Estimate, Gradient, Request};
 pub use kwargs::{Kwargs, ModelRef, ModelResolver};
 pub use loss::{Assessed, Bounds, Description, Evaluation, Loss, Shown};

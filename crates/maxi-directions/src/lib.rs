@@ -100,8 +100,14 @@ impl KwargsSpec for DirectionKwargs {
                 format!("must be a positive number or null, got {mu}"),
             ));
         }
-        if self.sample_num == 0 {
-            return Err(KwargProblem::new("sample_num", "must be at least 1"));
+        if self.sample_num == 0 || self.sample_num > MAX_SAMPLE_NUM {
+            return Err(KwargProblem::new(
+                "sample_num",
+                format!(
+                    "must be between 1 and {MAX_SAMPLE_NUM} (directions per gradient), got {}",
+                    self.sample_num
+                ),
+            ));
         }
         if self.batch_mode {
             if self.batch_num == 0 {
@@ -120,6 +126,10 @@ impl KwargsSpec for DirectionKwargs {
         Ok(())
     }
 }
+
+/// Most random directions per gradient (`sample_num`): a million model rows per update, far
+/// beyond MAXi's 100; the bound keeps a mistyped number from meaning unbounded work.
+pub const MAX_SAMPLE_NUM: usize = 1_000_000;
 
 // The row loops below are compiled for baseline x86-64 and for AVX2 and picked at run time
 // (`multiversion`); both builds do the same IEEE operations in the same order, so results do

@@ -308,10 +308,12 @@ impl CemLoss {
         let shape = x.shape().to_vec();
         let scores = ctx.model.predict(x.view().insert_axis(Axis(0)))?;
         if scores.ndim() != 2 || scores.shape()[1] < 2 {
-            return Err(MaxiError::ModelRun {
-                model: ctx.model.describe(),
+            // the model does not fit the loss: a setup problem, found before the run
+            return Err(MaxiError::InvalidSetting {
+                name: "model".into(),
                 message: format!(
-                    "CEM needs class scores of shape [B, classes ≥ 2], got {:?}",
+                    "{} returns shape {:?} for one input, but CEM needs class scores of shape [1, classes ≥ 2]; choose a classifier (for a model with several outputs, pick one with `output = NAME` in [model])",
+                    ctx.model.describe(),
                     scores.shape()
                 ),
             });
@@ -768,6 +770,50 @@ mod tests {
         assert_eq!(softplus(1000.0), 1000.0);
         assert!(softplus(-1000.0) >= 0.0 && softplus(-1000.0) < 1e-300);
         assert!((softplus(0.0) - 2f64.ln()).abs() < 1e-15);
+    }
+
+    #[test]
+    fn smooth_modes_in_batches_at_positive_k_follow_the_closed_form() {
+        // the hinge with a huge K is `c·a` itself: it gives each row's margin `a`, and the
+        // smooth modes must give `c·(ln(1 + e^(a + K)) − K)` for every row of one batch
+        let rows = [[0.4, 0.1], [0.0, 0.5], [0.3, 0.3], [-0.2, 0.6]];
+        for (hinge, smooth) in [("PP", "PPSMOOTH"), ("PN", "PNSMOOTH")] {
+            let margins = eval(
+                &loss(
+                    json(&format!(r#"{{"mode": "{hinge}", "c": 1.0, "K": 1000.0}}"#)),
+                    &[0.9, 0.2],
+                    None,
+                ),
+                &rows,
+            );
+            let k = 1.5;
+            let c = 3.0;
+            let v = eval(
+                &loss(
+                    json(&format!(r#"{{"mode": "{smooth}", "c": {c}, "K": {k}}}"#)),
+                    &[0.9, 0.2],
+                    None,
+                ),
+                &rows,
+            );
+            let h = eval(
+                &loss(
+                    json(&format!(r#"{{"mode": "{hinge}", "c": {c}, "K": {k}}}"#)),
+                    &[0.9, 0.2],
+                    None,
+                ),
+                &rows,
+            );
+            for ((a, v), h) in margins.iter().zip(&v).zip(&h) {
+                let expected = c * ((1.0 + (a + k).exp()).ln() - k);
+                assert!(
+                    (v - expected).abs() < 1e-12,
+                    "{smooth}: a = {a}: {v} vs {expected}"
+                );
+                // the smooth hinge lies above the hinge, by at most c·ln 2
+                assert!(*v >= *h && v - h <= c * 2f64.ln() + 1e-12, "{v} {h}");
+            }
+        }
     }
 
     #[test]

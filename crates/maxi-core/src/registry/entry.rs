@@ -33,6 +33,23 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// The kwargs whose values are models ([`crate::ModelRef`] in the schema), sorted.
+    pub fn model_kwargs(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|p| {
+                p.iter()
+                    .filter(|(_, s)| s.to_string().contains("\"#/$defs/ModelRef\""))
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    }
+
     /// Every kwarg name accepted (schema properties and aliases), sorted.
     pub fn accepted_kwargs(&self) -> Vec<String> {
         let mut keys: Vec<String> = self
