@@ -459,6 +459,34 @@ fn threads_and_batch_size_reach_the_backend() {
 }
 
 #[test]
+fn searches_give_the_same_bytes_whatever_the_thread_count() {
+    let search = format!(
+        "{}\n[search]\nmethod = \"c\"\nsteps = 3\nbudget_rows = 400\npatience = 4\n",
+        short_toml("")
+    );
+    let (dir, cfg) = config("c.toml", &search);
+    let run = |threads: &str, out: &str| {
+        let out = dir.path().join(out);
+        maxi()
+            .args(["explain", "-q", "--config", &cfg, "--threads", threads])
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .map(|o| completed(&o))
+            .expect("run");
+        let r = report(&out);
+        (
+            std::fs::read(out.join("explanation.npy")).expect("npy"),
+            r["rounds"].clone(),
+            r["model_rows"].clone(),
+        )
+    };
+    let one = run("1", "a");
+    assert!(one.1.as_array().is_some_and(|r| r.len() > 1), "{:?}", one.1);
+    assert_eq!(one, run("2", "b"));
+}
+
+#[test]
 fn seed_option_overrides_the_config_and_same_seed_repeats() {
     let (dir, cfg) = config("c.toml", &short_toml(""));
     let run = |seed: &str, out: &str| {
