@@ -2,7 +2,6 @@ use super::*;
 use maxi_core::ndarray::{Array1, IxDyn, arr1};
 use maxi_core::{Kwargs, Problem, rng_from_seed, step_once};
 use maxi_expgrad::testing::{Exact, Quadratic, bounds_of};
-use maxi_optimizer_ao_exp_grad::{AoExpGrad, AoExpGradKwargs};
 
 fn valid(k: SpectralAoExpGradKwargs) -> Valid<SpectralAoExpGradKwargs> {
     Valid::check(k).expect("valid kwargs")
@@ -31,64 +30,9 @@ fn singular_values(m: ArrayView2<'_, f64>) -> Vec<f64> {
     s
 }
 
-const DIAG: [f64; 4] = [3.0, -2.0, 0.3, -0.4];
 const LO: f64 = -0.8;
 const HI: f64 = 1.5;
 
-#[test]
-fn on_a_diagonal_matrix_the_step_is_the_vector_step_on_its_diagonal() {
-    let n = DIAG.len();
-    for (l1, l2) in [(0.5, 0.5), (0.5, 0.0), (0.0, 2.0)] {
-        let c = ArrayD::from_shape_fn(
-            IxDyn(&[n, n]),
-            |i| if i[0] == i[1] { DIAG[i[0]] } else { 0.0 },
-        );
-        let p_mat = problem(c, bounds_of_shape(&[n, n]));
-        let p_vec = problem(arr1(&DIAG).into_dyn(), bounds_of(LO, HI, n));
-        let zeros_m = ArrayD::zeros(IxDyn(&[n, n]));
-        let zeros_v = ArrayD::zeros(IxDyn(&[n]));
-        let k = SpectralAoExpGradKwargs {
-            l1,
-            l2,
-            eta: 1.0,
-            channels_first: None,
-        };
-        let mut spectral =
-            SpectralAoExpGrad::new(&valid(k), zeros_m.view(), &bounds_of_shape(&[n, n]))
-                .expect("build");
-        let kv = Valid::check(AoExpGradKwargs { l1, l2, eta: 1.0 }).expect("valid");
-        let mut vector = AoExpGrad::new(&kv, zeros_v.view(), &bounds_of(LO, HI, n)).expect("build");
-        for step in 1..=60 {
-            let ym = run(&mut spectral, &p_mat, 1);
-            let yv = run(&mut vector, &p_vec, 1);
-            for i in 0..n {
-                for j in 0..n {
-                    let want = if i == j { yv[[i]] } else { 0.0 };
-                    let got = ym[[i, j]];
-                    assert!(
-                        (got - want).abs() <= 1e-12 * (1.0 + want.abs()),
-                        "l1={l1} l2={l2} step {step}: y[{i},{j}] = {got}, vector step gives {want}"
-                    );
-                }
-            }
-            for i in 0..n {
-                let (xs, xv) = (spectral.x()[[i, i]], vector.x()[[i]]);
-                assert!(
-                    (xs - xv).abs() <= 1e-12 * (1.0 + xv.abs()),
-                    "x: {xs} vs {xv}"
-                );
-            }
-        }
-    }
-}
-
-fn bounds_of_shape(shape: &[usize]) -> Bounds {
-    Bounds::new(
-        ArrayD::from_elem(IxDyn(shape), LO),
-        ArrayD::from_elem(IxDyn(shape), HI),
-    )
-    .expect("bounds")
-}
 
 /// `Σ s_i·a_i b_iᵀ` with orthonormal `a_i ∈ R⁴`, `b_i ∈ R³`.
 fn low_rank(s: [f64; 3]) -> Array2<f64> {
