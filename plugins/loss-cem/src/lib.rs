@@ -772,6 +772,57 @@ mod tests {
         assert!((softplus(0.0) - 2f64.ln()).abs() < 1e-15);
     }
 
+    fn build_with(model: Arc<dyn Model>) -> Result<CemLoss> {
+        let x = ArrayD::from_shape_vec(vec![2], vec![0.9, 0.2]).expect("x");
+        let resolver = Kwargs::new().resolver();
+        CemLoss::new(
+            &Valid::check(kwargs(json(r#"{"mode": "PP"}"#))).expect("valid kwargs"),
+            &LossContext {
+                x: x.view(),
+                model,
+                models: &resolver,
+                space: Arc::new(Identity::new(&[2])),
+                seed: 0,
+            },
+        )
+    }
+
+    #[test]
+    fn models_that_do_not_return_class_scores_are_refused_and_never_panic() {
+        // one class, a 1-D output, an image-shaped output: setup errors naming `model`
+        for (name, out) in [
+            ("one class", vec![1usize]),
+            ("1-D", vec![]),
+            ("image", vec![2, 1]),
+        ] {
+            let shape = out.clone();
+            let m = model_fn(name, move |b: ArrayViewD<'_, f64>| {
+                let mut s = vec![b.shape()[0]];
+                s.extend(&shape);
+                ArrayD::zeros(s)
+            });
+            match build_with(m) {
+                Err(MaxiError::InvalidSetting { name: n, message }) => {
+                    assert_eq!(n, "model");
+                    assert!(message.contains("class scores"), "{message}");
+                }
+                Err(other) => panic!("{name}: {other}"),
+                Ok(_) => panic!("{name}: accepted"),
+            }
+        }
+        // a model that gives 3 classes for the input and then 2: an error, not an index panic
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = calls.clone();
+        let shrinking = model_fn("shrinking", move |b: ArrayViewD<'_, f64>| {
+            let first = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            ArrayD::zeros(vec![b.shape()[0], if first { 3 } else { 2 }])
+        });
+        let l = build_with(shrinking).expect("built on the first answer");
+        let batch = ArrayD::zeros(vec![4, 2]);
+        let err = l.eval_batch(batch.view()).expect_err("fewer classes");
+        assert!(err.to_string().contains("[4, 3]"), "{err}");
+    }
+
     #[test]
     fn smooth_modes_in_batches_at_positive_k_follow_the_closed_form() {
         // the hinge with a huge K is `c·a` itself: it gives each row's margin `a`, and the

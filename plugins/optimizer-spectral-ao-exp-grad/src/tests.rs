@@ -33,7 +33,6 @@ fn singular_values(m: ArrayView2<'_, f64>) -> Vec<f64> {
 const LO: f64 = -0.8;
 const HI: f64 = 1.5;
 
-
 /// `Σ s_i·a_i b_iᵀ` with orthonormal `a_i ∈ R⁴`, `b_i ∈ R³`.
 fn low_rank(s: [f64; 3]) -> Array2<f64> {
     let a = [
