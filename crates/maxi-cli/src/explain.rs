@@ -199,6 +199,9 @@ pub(crate) fn build_generator(
     if let Some(f) = cfg.generator.save_freq {
         b = b.save_freq(f);
     }
+    if let Some(seg) = &cfg.segmentation {
+        b = b.segmentation(&seg.name, kwargs_of(seg, cfg)?);
+    }
     b = b.search(search_of(cfg)?);
     b.build().map_err(|e| {
         let file = cfg.file.display();

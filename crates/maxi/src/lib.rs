@@ -39,6 +39,10 @@ use maxi_optimizer_ada_exp_grad as _;
 use maxi_optimizer_ada_exp_grad_p as _;
 use maxi_optimizer_ao_exp_grad as _;
 use maxi_optimizer_spectral_ao_exp_grad as _;
+use maxi_segmentation_grid as _;
+use maxi_segmentation_quickshift as _;
+use maxi_segmentation_slic as _;
+use maxi_segmentation_watershed as _;
 
 /// The built-in components, for direct (non-registry) use.
 pub mod components {
