@@ -534,7 +534,7 @@ mod tests {
         let out = merge_small_segments(labels.view(), 2);
         // (0,0)'s fragment {0,0} joins the first neighbour found (segment 1 below), the "2"s on
         // the top row join their left neighbour, the 3 joins what is above it.
-        assert_eq!(out, Array2::zeros((4, 6)));
+        assert_eq!(out, Array2::<i32>::zeros((4, 6)));
         let kept = merge_small_segments(labels.view(), 0);
         assert_eq!(check_segmentation(kept.view()), Ok(4));
         // min_size 1 folds only the single pixel.

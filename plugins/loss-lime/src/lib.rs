@@ -242,7 +242,7 @@ impl LimeLoss {
         // the free features: every segment, or the entries that carry information
         let free: Vec<usize> = if space.is_identity() {
             (0..p)
-                .filter(|&j| x.as_slice().map_or(true, |s| s[j] != no_info))
+                .filter(|&j| x.as_slice().is_none_or(|s| s[j] != no_info))
                 .collect()
         } else {
             (0..p).collect()
