@@ -205,7 +205,7 @@ impl VariableSpace for SegmentSpace {
     fn reduce(&self, field: ArrayViewD<'_, f64>, how: Reduce) -> ArrayD<f64> {
         let n = self.shape[0];
         let init = match how {
-            Reduce::Mean => 0.0,
+            Reduce::Mean | Reduce::Sum => 0.0,
             Reduce::Min => f64::INFINITY,
             Reduce::Max => f64::NEG_INFINITY,
         };
@@ -214,7 +214,7 @@ impl VariableSpace for SegmentSpace {
         for (i, &v) in field.iter().enumerate() {
             let l = self.flat[(i / c).min(self.flat.len() - 1)];
             acc[l] = match how {
-                Reduce::Mean => acc[l] + v,
+                Reduce::Mean | Reduce::Sum => acc[l] + v,
                 Reduce::Min => acc[l].min(v),
                 Reduce::Max => acc[l].max(v),
             };
@@ -258,6 +258,9 @@ mod tests {
             assert_eq!(back, v.index_axis(ndarray::Axis(0), b));
         }
         let field = Array3::from_shape_fn((4, 6, 3), |(r, c, k)| (r * 18 + c * 3 + k) as f64);
+        let sum = space.reduce(field.view().into_dyn(), Reduce::Sum);
+        let mean = space.reduce(field.view().into_dyn(), Reduce::Mean);
+        assert_eq!(sum, mean * 18.0);
         let lo = space.reduce(field.view().into_dyn(), Reduce::Min);
         let hi = space.reduce(field.view().into_dyn(), Reduce::Max);
         assert_eq!(lo.as_slice().unwrap(), &[0.0, 9.0, 36.0, 45.0]);

@@ -37,6 +37,8 @@ impl Unit {
 pub enum Reduce {
     /// Their mean (inverts [`VariableSpace::expand`] on the fields it makes).
     Mean,
+    /// Their sum.
+    Sum,
     /// Their minimum.
     Min,
     /// Their maximum.
