@@ -149,3 +149,34 @@ fn bad_segmentations_get_clear_errors() {
         "{e}"
     );
 }
+
+#[test]
+fn cem_pn_per_segment_changes_the_segment_that_decides_the_class() {
+    // class 1 (mean of segment 2 = 1 > 0.5) turns into class 0 once segment 2 darkens by
+    // more than 0.5 + K; input_range [0, 1] leaves no room to brighten any segment
+    let g = ExplanationGenerator::builder()
+        .loss(
+            "cem",
+            kw(json!({"mode": "PN", "c": 10.0, "K": 0.1, "input_range": [0.0, 1.0]})),
+        )
+        .optimizer("ao_exp_grad", kw(json!({"l1": 0.5, "l2": 0.0})))
+        .gradient("urv", kw(json!({"sample_num": 20})))
+        .segmentation("grid", kw(json!({"cell_size": 4})))
+        .num_iter(80)
+        .seed(1)
+        .build()
+        .expect("generator");
+    let e = g
+        .run(ones_image().view(), one_segment_decides())
+        .expect("run");
+    assert_eq!(e.outcome.valid, Some(true));
+    let v = &e.outcome.variable;
+    let changed: Vec<usize> = (0..4).filter(|&s| v[s].abs() > 1e-3).collect();
+    assert_eq!(changed, vec![2], "variable {v}");
+    assert!(v[2] < -0.6 && v[2] >= -1.0, "{v}");
+    // the candidate is the change per pixel: segment 2's pixels only
+    let c = &e.outcome.candidate;
+    assert_eq!(c.shape(), &[8, 8, 3]);
+    assert_eq!(c[[6, 1, 0]], v[2]);
+    assert_eq!(c[[0, 7, 2]], 0.0);
+}
