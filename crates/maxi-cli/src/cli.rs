@@ -177,7 +177,9 @@ command line are relative to the current folder.
 
 Outputs in --out: report.json (classes, sparsity, cost, seed, resolved config, per-step
 history), iter_<n>.npy and iter_<n>.png per savepoint, explanation.png (input | explanation,
-and x + delta for PN) and heatmap.png (|delta|, blurred, colour-mapped).
+and x + delta for PN) and heatmap.png (|delta|, blurred, colour-mapped). With a
+[segmentation]: segments.npy (int32 [H, W] labels), weights.npy (f64, one per segment),
+segments.png (boundaries over the image) and weights.png (weight per segment).
 
 Exit codes: 0 success, 2 bad usage/config/input, 1 failure while running, 130 interrupted
 (Ctrl-C, SIGTERM or SIGHUP). Limits: threads <= 256, batch_size <= 1024 rows and <= 64 MiB

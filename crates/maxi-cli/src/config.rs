@@ -1,5 +1,5 @@
 //! Config files (TOML or JSON): `[generator]`, `[loss]`, `[optimizer]`, `[gradient]`, and the
-//! optional `[model]` and `[input]` tables.
+//! optional `[model]`, `[input]`, `[search]` and `[segmentation]` tables.
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +8,7 @@ use maxi::serde_json::{self, Map, Value};
 use crate::error::{CliError, CliResult};
 
 /// Top-level tables a config may hold.
-pub const TABLES: [&str; 7] = [
+pub const TABLES: [&str; 8] = [
     "generator",
     "loss",
     "optimizer",
@@ -16,6 +16,7 @@ pub const TABLES: [&str; 7] = [
     "model",
     "input",
     "search",
+    "segmentation",
 ];
 /// Keys of `[generator]`.
 pub const GENERATOR_KEYS: [&str; 3] = ["num_iter", "save_freq", "seed"];
@@ -85,6 +86,8 @@ pub struct Config {
     pub input: InputSpec,
     /// `[search]`: the search settings, checked when the generator is built.
     pub search: Map<String, Value>,
+    /// `[segmentation]`: one variable per segment of this segmentation (optional).
+    pub segmentation: Option<ComponentSpec>,
 }
 
 impl Config {
@@ -187,6 +190,11 @@ impl Config {
         let model = parse_model(table("model")?, &shown)?;
         let input = parse_input(table("input")?, &shown)?;
         let search = table("search")?;
+        let segmentation = if top.contains_key("segmentation") {
+            Some(component("segmentation", "slic")?)
+        } else {
+            None
+        };
         Ok(Config {
             file: file.to_path_buf(),
             dir,
@@ -197,6 +205,7 @@ impl Config {
             model,
             input,
             search,
+            segmentation,
         })
     }
 }

@@ -29,6 +29,22 @@ pub fn default_config() -> CliResult<PathBuf> {
     Ok(root.join(maxi::bundled::MAIN_JOB_CONFIG))
 }
 
+/// `path` itself, or — when no such file exists and it names a bundled config (e.g.
+/// `configs/cifar10_lime.toml`) — the bundled copy, written out with what it needs, so the
+/// shipped configs run from any folder.
+fn bundled_if_missing(path: &Path, quiet: bool) -> CliResult<PathBuf> {
+    let name = path.to_string_lossy().replace('\\', "/");
+    let name = name.trim_start_matches("./");
+    if path.exists() || !name.starts_with("configs/") || maxi::bundled::asset(name).is_none() {
+        return Ok(path.to_path_buf());
+    }
+    let root = maxi::bundled::materialize().map_err(|e| CliError::runtime(e.to_string()))?;
+    if !quiet {
+        eprintln!("maxi: {name} is not in this folder: running the bundled copy");
+    }
+    Ok(root.join(name))
+}
+
 /// A model built through the registry.
 pub(crate) struct LoadedModel {
     pub(crate) model: Arc<dyn Model>,
@@ -45,7 +61,7 @@ pub fn run(args: &ExplainArgs) -> CliResult<u8> {
 
     let bundled = args.config.is_none();
     let config_path = match &args.config {
-        Some(p) => p.clone(),
+        Some(p) => bundled_if_missing(p, args.quiet)?,
         None => default_config()?,
     };
     let cfg = Config::load(&config_path)?;
@@ -204,6 +220,9 @@ pub(crate) fn build_generator(
     }
     if let Some(f) = cfg.generator.save_freq {
         b = b.save_freq(f);
+    }
+    if let Some(seg) = &cfg.segmentation {
+        b = b.segmentation(&seg.name, kwargs_of(seg, cfg)?);
     }
     b = b.search(search_of(cfg)?);
     b.build().map_err(|e| {
@@ -418,7 +437,18 @@ fn summarise(
                 report.extend(m);
             }
             names.annotate(&mut report);
-            let n = s.nonzero;
+            // per segment: the segments used, of all segments
+            let (n, total) = match &e.segments {
+                Some(_) => (
+                    e.outcome
+                        .variable
+                        .iter()
+                        .filter(|v| v.abs() > e.support_threshold)
+                        .count(),
+                    e.outcome.variable.len(),
+                ),
+                None => (s.nonzero, x.len()),
+            };
             let changed = s.explanation_class != s.original_class;
             // 'bull mastiff' with labels, else `class 5` / `5`
             let (orig, cls) = (
@@ -434,7 +464,7 @@ fn summarise(
                 let verb = if only_added { "adding" } else { "changing" };
                 format!("{verb} {n} {unit}")
             } else {
-                format!("{n} of {} {unit}", x.len())
+                format!("{n} of {total} {unit}")
             };
             match (e.outcome.valid, d.shown) {
                 (Some(false), _) => format!(
@@ -530,14 +560,28 @@ fn write_outputs(
         render::hwc(c, l).iter().map(|v| v - reference).collect()
     };
     // Candidates that are inputs are drawn as their change from the no-information value,
-    // stretched to be visible (the .npy files hold the values); weights as values in the
-    // display range.
+    // stretched to be visible (the .npy files hold the values); weights as a signed heat map
+    // over the input (per segment, or per pixel: the mean over channels).
+    let xs_all = lay.as_ref().map(|l| render::hwc(x, l));
     let draw_candidate = |c: &ArrayD<f64>, l: &Layout| {
         if is_input {
-            render::change_picture(&change(c, l), l, scale)
-        } else {
-            render::picture(&render::hwc(c, l), l, scale, draw_value)
+            return render::change_picture(&change(c, l), l, scale);
         }
+        let per_pixel: Vec<f64> = render::hwc(c, l)
+            .chunks(l.channels)
+            .map(|px| px.iter().sum::<f64>() / px.len() as f64)
+            .collect();
+        let pixels = maxi::ndarray::Array2::from_shape_fn((l.height, l.width), |(r, col)| {
+            i32::try_from(r * l.width + col).unwrap_or(0)
+        });
+        let base = xs_all.as_deref().unwrap_or(&[]);
+        render::segment_heatmap(
+            base,
+            pixels.view(),
+            &per_pixel,
+            (l, scale, false),
+            draw_value,
+        )
     };
     staging.write("explanation.npy", &npy_bytes(&e.outcome.candidate)?)?;
     let mut savepoints = Vec::new();
@@ -586,6 +630,42 @@ fn write_outputs(
         }
         staging.write("explanation.png", &png(&render::side_by_side(&panels))?)?;
         staging.write("heatmap.png", &png(&render::heatmap(&delta, l, scale))?)?;
+        if let Some(labels) = &e.segments {
+            staging.write(
+                "segments.png",
+                &png(&render::boundaries(
+                    &xs,
+                    labels.view(),
+                    l,
+                    scale,
+                    draw_value,
+                ))?,
+            )?;
+            let weights: Vec<f64> = e.outcome.variable.iter().copied().collect();
+            staging.write(
+                "weights.png",
+                &png(&render::segment_heatmap(
+                    &xs,
+                    labels.view(),
+                    &weights,
+                    (l, scale, true),
+                    draw_value,
+                ))?,
+            )?;
+        }
+    }
+    if let Some(labels) = &e.segments {
+        // the label map and one weight per segment, for any tool to score
+        let mut buf = Vec::new();
+        labels
+            .write_npy(&mut buf)
+            .map_err(|err| CliError::runtime(format!("cannot encode segments.npy: {err}")))?;
+        staging.write("segments.npy", &buf)?;
+        staging.write("weights.npy", &npy_bytes(&e.outcome.variable)?)?;
+        report.insert(
+            "segmentation".into(),
+            json!({"segments": e.outcome.variable.len(), "labels": "segments.npy", "weights": "weights.npy"}),
+        );
     }
     report.insert("savepoints".into(), Value::Array(savepoints));
     let mut files = staging.written().to_vec();

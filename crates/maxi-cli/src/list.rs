@@ -26,8 +26,12 @@ pub fn run(args: &ListArgs) -> CliResult<()> {
     } else {
         let mut text = human(&sorted, args.kind);
         if args.kind.is_none_or(|k| k == Kind::Model) {
-            // after the model backends, before the closing hint
-            let at = text.rfind("Use a component").unwrap_or(text.len());
+            // right after the model backends (before the segmentations and the closing hint)
+            let at = text
+                .find("\nsegmentation (")
+                .map(|i| i + 1)
+                .or_else(|| text.rfind("Use a component"))
+                .unwrap_or(text.len());
             text.insert_str(at, &crate::model_adapters::list_human());
         }
         text

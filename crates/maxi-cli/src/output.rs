@@ -26,7 +26,14 @@ pub fn print_summary(text: &str, out: &Path) {
 pub fn is_maxi_output(name: &str) -> bool {
     if matches!(
         name,
-        "report.json" | "explanation.png" | "explanation.npy" | "heatmap.png"
+        "report.json"
+            | "explanation.png"
+            | "explanation.npy"
+            | "heatmap.png"
+            | "segments.npy"
+            | "segments.png"
+            | "weights.npy"
+            | "weights.png"
     ) {
         return true;
     }
@@ -278,6 +285,8 @@ mod tests {
             "iter_199.png",
             "heatmap.png",
             "explanation.png",
+            "segments.npy",
+            "weights.png",
         ] {
             assert!(is_maxi_output(ok), "{ok}");
         }

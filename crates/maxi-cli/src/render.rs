@@ -3,7 +3,7 @@
 use std::io::Cursor;
 
 use image::{Rgb, RgbImage};
-use maxi::ndarray::ArrayD;
+use maxi::ndarray::{ArrayD, ArrayView2};
 
 /// Changes at most this large are drawn as no change (the support threshold of inputs whose
 /// values span about 1, like the bundled MNIST models').
@@ -209,6 +209,80 @@ pub fn heatmap(delta: &[f64], l: &Layout, scale: u32) -> RgbImage {
         *px = Rgb(inferno(blurred[i] * binv));
     }
     upscale(&img, scale)
+}
+
+/// `base` (`[H, W, C]`, mapped to `[0, 1]` by `to_unit`) upscaled by `scale`, with the
+/// boundaries between segments of `labels` (`[H, W]`) drawn as thin yellow lines (MAXi's
+/// `res2contours` of a segmentation).
+pub fn boundaries(
+    base: &[f64],
+    labels: ArrayView2<'_, i32>,
+    l: &Layout,
+    scale: u32,
+    to_unit: impl Fn(f64) -> f64,
+) -> RgbImage {
+    let mut img = upscale(&picture(base, l, 1, to_unit), scale);
+    mark_boundaries(&mut img, labels, scale, [255, 220, 0]);
+    img
+}
+
+/// Draws, on an image upscaled by `scale` from `labels`' grid, the last row and column of
+/// display pixels of every pixel whose right or lower neighbour is in another segment.
+fn mark_boundaries(img: &mut RgbImage, labels: ArrayView2<'_, i32>, scale: u32, colour: [u8; 3]) {
+    let (h, w) = labels.dim();
+    let s = scale.max(1) as usize;
+    for (x, y, px) in img.enumerate_pixels_mut() {
+        let (c, r) = (x as usize / s, y as usize / s);
+        if r >= h || c >= w {
+            continue;
+        }
+        let edge_x = x as usize % s == s - 1 && c + 1 < w && labels[[r, c + 1]] != labels[[r, c]];
+        let edge_y = y as usize % s == s - 1 && r + 1 < h && labels[[r + 1, c]] != labels[[r, c]];
+        if edge_x || edge_y {
+            *px = Rgb(colour);
+        }
+    }
+}
+
+/// The weight of each segment (`weights[label]`) as a heat map over the dimmed grey `base`:
+/// red for positive weights, blue for negative, opacity by |weight| relative to the largest
+/// (MAXi's `res2heatmap` per segment); with `outline`, segment boundaries in thin dark lines.
+pub fn segment_heatmap(
+    base: &[f64],
+    labels: ArrayView2<'_, i32>,
+    weights: &[f64],
+    (l, scale, outline): (&Layout, u32, bool),
+    to_unit: impl Fn(f64) -> f64,
+) -> RgbImage {
+    let c = l.channels;
+    let max = weights.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let inv = if max > 0.0 { 1.0 / max } else { 0.0 };
+    let flat: Vec<i32> = labels.iter().copied().collect();
+    let mut img = RgbImage::new(dim_u32(l.width), dim_u32(l.height));
+    for (i, px) in img.pixels_mut().enumerate() {
+        let g = base[i * c..(i + 1) * c]
+            .iter()
+            .map(|v| to_unit(*v).clamp(0.0, 1.0))
+            .sum::<f64>()
+            / c as f64
+            * 0.6
+            * 255.0;
+        let label = flat.get(i).copied().unwrap_or(0);
+        let wv = weights.get(label as usize).copied().unwrap_or(0.0) * inv;
+        let colour = if wv >= 0.0 {
+            [230.0, 30.0, 30.0]
+        } else {
+            [30.0, 80.0, 230.0]
+        };
+        let a = wv.abs().clamp(0.0, 1.0) * 0.85;
+        let mix = |k: usize| ((1.0 - a) * g + a * colour[k]).round() as u8;
+        *px = Rgb([mix(0), mix(1), mix(2)]);
+    }
+    let mut img = upscale(&img, scale);
+    if outline {
+        mark_boundaries(&mut img, labels, scale, [40, 40, 40]);
+    }
+    img
 }
 
 /// Separable Gaussian blur of an `h × w` grey image (edges repeated).

@@ -14,11 +14,19 @@ pub enum Kind {
     Optimizer,
     /// A model backend (ONNX, ...).
     Model,
+    /// An image segmentation (superpixels: SLIC, watershed, ...).
+    Segmentation,
 }
 
 impl Kind {
     /// All kinds, in display order.
-    pub const ALL: [Kind; 4] = [Kind::Loss, Kind::Gradient, Kind::Optimizer, Kind::Model];
+    pub const ALL: [Kind; 5] = [
+        Kind::Loss,
+        Kind::Gradient,
+        Kind::Optimizer,
+        Kind::Model,
+        Kind::Segmentation,
+    ];
 
     /// Lower-case name of the kind.
     pub fn as_str(self) -> &'static str {
@@ -27,6 +35,7 @@ impl Kind {
             Kind::Gradient => "gradient",
             Kind::Optimizer => "optimizer",
             Kind::Model => "model",
+            Kind::Segmentation => "segmentation",
         }
     }
 }
@@ -44,7 +53,7 @@ impl std::str::FromStr for Kind {
             .into_iter()
             .find(|k| k.as_str() == s.to_ascii_lowercase())
             .ok_or_else(|| {
-                format!("unknown kind `{s}`; known kinds: loss, gradient, optimizer, model")
+                format!("unknown kind `{s}`; known kinds: loss, gradient, optimizer, model, segmentation")
             })
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ndarray::{ArrayD, ArrayViewD};
+use ndarray::{Array2, ArrayD, ArrayViewD};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -19,10 +19,11 @@ use crate::model::{CountingModel, Model, ModelStats};
 use crate::problem::Problem;
 use crate::registry::{
     Entry, GradientContext, GradientKind, InRegistry, LossContext, LossKind, OptimizerContext,
-    OptimizerKind, Prepared, Registry,
+    OptimizerKind, Prepared, Registry, SegmentationContext, SegmentationKind,
 };
 use crate::rng::rng_from_seed;
 use crate::search::{SearchKwargs, SearchMethod, SearchState};
+use crate::segmentation::{SegmentSpace, Segmentation, image_view};
 use crate::space::{Identity, Unit, VariableSpace};
 use crate::spec::Valid;
 
@@ -33,6 +34,10 @@ pub struct Outcome {
     /// The explanation in the input's shape (what `explanation.npy` holds).
     #[serde(skip)]
     pub candidate: ArrayD<f64>,
+    /// The optimiser's variable behind it (one weight per segment with a segmentation; the
+    /// variable is the candidate's offset otherwise).
+    #[serde(skip)]
+    pub variable: ArrayD<f64>,
     /// Whether it is a valid explanation (`None`: the loss cannot tell).
     pub valid: Option<bool>,
     /// Search round it comes from (0 without a search).
@@ -86,6 +91,9 @@ pub struct Explanation {
     pub names: Names,
     /// What one variable entry stands for.
     pub unit: Unit,
+    /// The label map `[H, W]` when the run worked on one weight per segment.
+    #[serde(skip)]
+    pub segments: Option<Array2<i32>>,
     /// Entries of the variable above this magnitude count as used ([`Size::support`]).
     pub support_threshold: f64,
     /// Usage of the explained model.
@@ -177,6 +185,7 @@ pub struct GeneratorBuilder {
     loss: Option<(String, Kwargs)>,
     optimizer: Option<(String, Kwargs)>,
     gradient: Option<(String, Kwargs)>,
+    segmentation: Option<(String, Kwargs)>,
     num_iter: usize,
     save_freq: Option<usize>,
     seed: u64,
@@ -211,6 +220,12 @@ impl GeneratorBuilder {
     /// The gradient method by name, with its kwargs.
     pub fn gradient(mut self, name: impl Into<String>, kwargs: Kwargs) -> Self {
         self.gradient = Some((name.into(), kwargs));
+        self
+    }
+    /// Works on one weight per segment of the input image, segmented by the named
+    /// segmentation with its kwargs (default: one variable per input entry).
+    pub fn segmentation(mut self, name: impl Into<String>, kwargs: Kwargs) -> Self {
+        self.segmentation = Some((name.into(), kwargs));
         self
     }
     /// Number of updates (default 30).
@@ -304,6 +319,10 @@ impl GeneratorBuilder {
             loss: Chosen::new(&registry, ln, &lk)?,
             optimizer: Chosen::new(&registry, on, ok)?,
             gradient: Chosen::new(&registry, gn, gk)?,
+            segmentation: match &self.segmentation {
+                Some((sn, sk)) => Some(Chosen::new(&registry, sn, sk)?),
+                None => None,
+            },
             schedule: Schedule {
                 num_iter: self.num_iter,
                 every: self.save_freq,
@@ -324,6 +343,7 @@ pub struct ExplanationGenerator {
     loss: Chosen<LossKind>,
     optimizer: Chosen<OptimizerKind>,
     gradient: Chosen<GradientKind>,
+    segmentation: Option<Chosen<SegmentationKind>>,
     schedule: Schedule,
     seed: u64,
     observers: Vec<Arc<dyn Observer>>,
@@ -386,6 +406,7 @@ impl ExplanationGenerator {
             loss: None,
             optimizer: None,
             gradient: None,
+            segmentation: None,
             num_iter: 30,
             save_freq: None,
             seed: 0,
@@ -399,7 +420,7 @@ impl ExplanationGenerator {
 
     /// The resolved configuration: names, every kwarg with defaults, and the settings.
     pub fn config(&self) -> Value {
-        json!({
+        let mut config = json!({
             "generator": {
                 "num_iter": self.schedule.num_iter,
                 "save_freq": self.schedule.every,
@@ -409,7 +430,25 @@ impl ExplanationGenerator {
             "optimizer": self.optimizer.config(),
             "gradient": self.gradient.config(),
             "search": serde_json::to_value(&*self.search).unwrap_or(Value::Null),
-        })
+        });
+        if let Some(s) = &self.segmentation {
+            config["segmentation"] = s.config();
+        }
+        config
+    }
+
+    /// The variable space of a run on `x`: one weight per segment when a segmentation is
+    /// configured, else the input itself.
+    pub fn space_for(&self, x: ArrayViewD<'_, f64>) -> Result<Arc<dyn VariableSpace>> {
+        let Some(chosen) = &self.segmentation else {
+            return Ok(Arc::new(Identity::new(x.shape())));
+        };
+        let image = image_view(&x)?;
+        let (h, w, _) = image.dim();
+        let segmenter = chosen.prepared.build(&SegmentationContext)?;
+        let labels = segmenter.segment(image)?;
+        let segmentation = Segmentation::new(labels, h, w, chosen.name())?;
+        Ok(Arc::new(SegmentSpace::new(segmentation, x.shape())?))
     }
 
     /// The canonical names of the chosen components.
@@ -468,7 +507,7 @@ impl ExplanationGenerator {
         let started = Instant::now();
         check_input(x.view(), model.as_ref())?;
         let counting = Arc::new(CountingModel::new(model));
-        let space: Arc<dyn VariableSpace> = Arc::new(Identity::new(x.shape()));
+        let space = self.space_for(x.view())?;
         let mut search = self.search_start()?;
         let rounds_planned = self.search.rounds();
         let termination = Termination {
@@ -576,6 +615,7 @@ impl ExplanationGenerator {
                 best = Some(Best {
                     round,
                     candidate: problem.loss().candidate(result.iterate.view()),
+                    variable: result.iterate.clone(),
                     scored: result.clone(),
                     full,
                     savepoints: savepoints.take(),
@@ -610,6 +650,7 @@ impl ExplanationGenerator {
             history: history.take(),
             outcome: Outcome {
                 candidate: best.candidate,
+                variable: best.variable,
                 valid: best.scored.value.valid,
                 round: best.round,
                 iteration: best.scored.iteration,
@@ -621,6 +662,7 @@ impl ExplanationGenerator {
             description: best.description,
             names: self.names(),
             unit: space.unit(),
+            segments: space.segments().map(|s| s.labels().to_owned()),
             support_threshold: best.support_threshold,
             model: counting.stats(),
             loss_rows,
@@ -639,6 +681,7 @@ struct Best {
     scored: Scored,
     full: bool,
     candidate: ArrayD<f64>,
+    variable: ArrayD<f64>,
     savepoints: BTreeMap<usize, ArrayD<f64>>,
     description: Description,
     support_threshold: f64,

@@ -18,6 +18,7 @@ pub mod problem;
 pub mod registry;
 pub mod rng;
 pub mod search;
+pub mod segmentation;
 pub mod space;
 pub mod spec;
 
@@ -37,11 +38,12 @@ pub use optimizer::{Optimizer, Regularization};
 pub use problem::Problem;
 pub use registry::{
     Factory, GradientContext, GradientKind, LossContext, LossKind, ModelContext, ModelKind,
-    OptimizerContext, OptimizerKind, Registry,
+    OptimizerContext, OptimizerKind, Registry, SegmentationContext, SegmentationKind,
 };
 pub use rng::{MaxiRng, rng_for, rng_from_seed};
 pub use search::{SearchKwargs, SearchMethod};
-pub use space::{Identity, Unit, VariableSpace};
+pub use segmentation::{SegmentSpace, Segmentation, Segmenter, image_view};
+pub use space::{Identity, Reduce, Unit, VariableSpace};
 pub use spec::{KwargProblem, KwargsSpec, Valid};
 
 #[doc(hidden)]

@@ -5,7 +5,9 @@
 //! identity; the pixels of a segment, for superpixels). Losses use [`VariableSpace::expand`] to
 //! turn a batch of variables into input-shaped fields before they build what the model sees.
 
-use ndarray::{ArrayViewD, ArrayViewMutD};
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD};
+
+use crate::segmentation::Segmentation;
 
 /// What one entry of the variable stands for, in reports ("34 of 784 pixels").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -30,6 +32,19 @@ impl Unit {
     }
 }
 
+/// How [`VariableSpace::reduce`] combines the input entries of one variable entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reduce {
+    /// Their mean (inverts [`VariableSpace::expand`] on the fields it makes).
+    Mean,
+    /// Their sum.
+    Sum,
+    /// Their minimum.
+    Min,
+    /// Their maximum.
+    Max,
+}
+
 /// How the optimiser's variable maps onto model inputs (see the module docs).
 pub trait VariableSpace: Send + Sync + std::fmt::Debug {
     /// Shape of the variable.
@@ -45,6 +60,14 @@ pub trait VariableSpace: Send + Sync + std::fmt::Debug {
     /// Writes, for each variable row of `v` (`[B, ...shape]`), the input-shaped field it
     /// stands for into `out` (`[B, ...input_shape]`).
     fn expand(&self, v: ArrayViewD<'_, f64>, out: ArrayViewMutD<'_, f64>);
+    /// Maps one input-shaped field (no batch axis) back to the variable's shape, combining
+    /// the entries each variable entry stands for (e.g. per-segment bounds from per-pixel
+    /// ones).
+    fn reduce(&self, field: ArrayViewD<'_, f64>, how: Reduce) -> ArrayD<f64>;
+    /// The segmentation behind a per-segment space.
+    fn segments(&self) -> Option<&Segmentation> {
+        None
+    }
 }
 
 /// The variable is the input itself: one variable entry per input entry.
@@ -86,6 +109,9 @@ impl VariableSpace for Identity {
     }
     fn expand(&self, v: ArrayViewD<'_, f64>, mut out: ArrayViewMutD<'_, f64>) {
         out.assign(&v);
+    }
+    fn reduce(&self, field: ArrayViewD<'_, f64>, _how: Reduce) -> ArrayD<f64> {
+        field.to_owned()
     }
 }
 

@@ -373,6 +373,61 @@ pub fn check_segmentation(labels: ArrayView2<'_, i32>) -> Result<usize, String> 
     Ok(n)
 }
 
+/// The error of segmentation `component` as maxi's error: a kwarg out of range names the
+/// kwarg, anything else is a problem with the input image.
+pub fn to_maxi_error(component: &str, e: SegmentError) -> maxi_core::MaxiError {
+    match e {
+        SegmentError::InvalidKwarg { field, message } => maxi_core::MaxiError::InvalidKwarg {
+            kind: maxi_core::Kind::Segmentation,
+            component: component.to_string(),
+            field,
+            message,
+        },
+        other => maxi_core::MaxiError::input("x", format!("segmentation `{component}`: {other}")),
+    }
+}
+
+#[doc(hidden)]
+pub use maxi_core as __core;
+
+/// Makes a segmentation crate's `segment` function and kwargs a registry component: the kwargs
+/// get `KwargsSpec` (their `validate` as the range check) and `$component` implements
+/// `Segmenter` and `Factory<SegmentationKind>`. The crate then adds one
+/// `maxi_core::register_segmentation!` line.
+#[macro_export]
+macro_rules! segmentation_component {
+    ($component:ident, $kwargs:ty, $segment:path, $name:expr) => {
+        impl $crate::__core::KwargsSpec for $kwargs {
+            fn validate(&self) -> ::std::result::Result<(), $crate::__core::KwargProblem> {
+                <$kwargs>::validate(self)
+                    .map_err(|(field, message)| $crate::__core::KwargProblem::new(field, message))
+            }
+        }
+
+        /// This segmentation as a registry component (kwargs checked).
+        pub struct $component($crate::__core::Valid<$kwargs>);
+
+        impl $crate::__core::Segmenter for $component {
+            fn segment(
+                &self,
+                image: ::ndarray::ArrayView3<'_, f64>,
+            ) -> $crate::__core::Result<::ndarray::Array2<i32>> {
+                $segment(image, &self.0).map_err(|e| $crate::to_maxi_error($name, e))
+            }
+        }
+
+        impl $crate::__core::Factory<$crate::__core::SegmentationKind> for $component {
+            type Kwargs = $kwargs;
+            fn build(
+                kwargs: &$crate::__core::Valid<$kwargs>,
+                _ctx: &$crate::__core::SegmentationContext,
+            ) -> $crate::__core::Result<Box<dyn $crate::__core::Segmenter>> {
+                Ok(Box::new($component(kwargs.clone())))
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,7 +534,7 @@ mod tests {
         let out = merge_small_segments(labels.view(), 2);
         // (0,0)'s fragment {0,0} joins the first neighbour found (segment 1 below), the "2"s on
         // the top row join their left neighbour, the 3 joins what is above it.
-        assert_eq!(out, Array2::zeros((4, 6)));
+        assert_eq!(out, Array2::<i32>::zeros((4, 6)));
         let kept = merge_small_segments(labels.view(), 0);
         assert_eq!(check_segmentation(kept.view()), Ok(4));
         // min_size 1 folds only the single pixel.

@@ -1,6 +1,7 @@
 //! Files that ship inside the binary, so that an installed `maxi` (`cargo install`) has its
 //! main job without the source tree: the bundled configs, the MNIST test set and the MNIST
-//! models (provenance and licences in `fixtures/README.md`, which ships too).
+//! models, and the CIFAR-10 ResNet-8 with the one image its configs explain (provenance and
+//! licences in `fixtures/README.md`, which ships too).
 //!
 //! [`materialize`] writes them once per version into a cache folder laid out like the source
 //! tree (`configs/`, `fixtures/mnist/`), so relative paths in the configs keep working.
@@ -31,11 +32,16 @@ macro_rules! assets {
 assets![
     "configs/mnist_pp.toml",
     "configs/mnist_pn.toml",
+    "configs/cifar10_lime.toml",
+    "configs/cifar10_pp_segments.toml",
     "fixtures/README.md",
     "fixtures/mnist/mnist_cnn.onnx",
     "fixtures/mnist/mnist_ae.onnx",
     "fixtures/mnist/t10k-images-idx3-ubyte.gz",
     "fixtures/mnist/t10k-labels-idx1-ubyte.gz",
+    "fixtures/cifar10/resnet8_cifar10_nhwc.onnx",
+    "fixtures/cifar10/labels.txt",
+    "fixtures/cifar10/foolbox20/cifar10_test00000_cat.png",
 ];
 
 /// The gzipped MNIST test images (IDX3).

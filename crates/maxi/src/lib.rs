@@ -29,9 +29,11 @@ pub mod mnist;
 pub mod summary;
 
 // inventory drops the registrations of crates nothing names: name each built-in once, here.
+use maxi_gradient_lime as _;
 use maxi_gradient_urv as _;
 use maxi_gradient_usrv as _;
 use maxi_loss_cem as _;
+use maxi_loss_lime as _;
 use maxi_onnx as _;
 #[cfg(feature = "onnxruntime")]
 use maxi_onnxruntime as _;
@@ -39,12 +41,17 @@ use maxi_optimizer_ada_exp_grad as _;
 use maxi_optimizer_ada_exp_grad_p as _;
 use maxi_optimizer_ao_exp_grad as _;
 use maxi_optimizer_spectral_ao_exp_grad as _;
+use maxi_segmentation_grid as _;
+use maxi_segmentation_quickshift as _;
+use maxi_segmentation_slic as _;
+use maxi_segmentation_watershed as _;
 
 /// The built-in components, for direct (non-registry) use.
 pub mod components {
     pub use maxi_gradient_urv::{Urv, UrvKwargs};
     pub use maxi_gradient_usrv::{Usrv, UsrvKwargs};
     pub use maxi_loss_cem::{CemKwargs, CemLoss, CemMode};
+    pub use maxi_loss_lime::{LimeKwargs, LimeLoss, Sampling};
     pub use maxi_optimizer_ada_exp_grad::{AdaExpGrad, AdaExpGradKwargs};
     pub use maxi_optimizer_ada_exp_grad_p::{AdaExpGradP, AdaExpGradPKwargs};
     pub use maxi_optimizer_ao_exp_grad::{AoExpGrad, AoExpGradKwargs};

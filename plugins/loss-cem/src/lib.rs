@@ -17,6 +17,12 @@
 //! kwarg chooses another start: `zeros` (no information), `uniform` (each entry drawn between
 //! the input's minimum and that entry, MAXi's `generate_rand_image`) or `gaussian` (N(0, 1)
 //! per entry, MAXi's PN start), both seeded from the run's seed and clipped to the box.
+//!
+//! Per segment (a run with a segmentation): the variable is one weight per segment. PP keeps
+//! the share `v_s ∈ [0, 1]` of each segment, `candidate = no_info_val + v_s·(x − no_info_val)`
+//! on the segment's pixels (MAXi's `generate_img_from_weight_vector`; `variable` is then always
+//! `fraction`); PN adds `v_s` to every entry of segment `s`, with `lower`/`upper` (scalars,
+//! default ±1) intersected with `input_range − x` over the segment's entries.
 #![warn(missing_docs)]
 
 use std::sync::Arc;
@@ -24,7 +30,7 @@ use std::sync::Arc;
 use maxi_core::ndarray::{Array1, ArrayD, ArrayViewD, ArrayViewMutD, Axis, IxDyn};
 use maxi_core::{
     Bounds, CountingModel, Description, Evaluation, Factory, KwargProblem, KwargsSpec, Loss,
-    LossContext, LossKind, MaxiError, Model, ModelRef, Result, Shown, Valid,
+    LossContext, LossKind, MaxiError, Model, ModelRef, Reduce, Result, Shown, Valid, VariableSpace,
 };
 use serde::{Deserialize, Serialize};
 
@@ -210,6 +216,8 @@ pub struct CemLoss {
     input_range: Option<[f64; 2]>,
     bounds: Bounds,
     start: ArrayD<f64>,
+    /// The segment space, when the variable is one weight per segment.
+    segments: Option<Arc<dyn VariableSpace>>,
 }
 
 /// The start of a PP whose variable is the kept share of each entry (`variable = fraction`).
@@ -271,6 +279,52 @@ fn bound_array(
     }
 }
 
+/// The per-segment box `(offset, lower, upper)`: PP the kept share `[0, 1]` of each segment
+/// that carries information; PN the scalar `lower`/`upper` (default ±1) intersected with
+/// `input_range − x` over each segment's entries.
+fn segment_box(
+    kw: &CemKwargs,
+    space: &dyn VariableSpace,
+    x: &ArrayD<f64>,
+    no_info: f64,
+) -> std::result::Result<(f64, ArrayD<f64>, ArrayD<f64>), KwargProblem> {
+    let scalar = |b: &Option<BoundSpec>, which: &str, default: f64| match b {
+        None => Ok(default),
+        Some(BoundSpec::Scalar(v)) => Ok(*v),
+        Some(BoundSpec::PerEntry(_)) => Err(KwargProblem::new(
+            which,
+            "with a segmentation the bound is one number for every segment; give a scalar",
+        )),
+    };
+    let shape = space.shape();
+    if kw.mode.is_pp() {
+        if kw.lower.is_some() || kw.upper.is_some() {
+            return Err(KwargProblem::new(
+                "lower",
+                "with a segmentation a PP keeps a share in [0, 1] of each segment; remove lower/upper",
+            ));
+        }
+        let info = space.reduce(x.mapv(|v| (v - no_info).abs()).view(), Reduce::Max);
+        let upper = info.mapv(|m| if m > 0.0 { 1.0 } else { 0.0 });
+        return Ok((no_info, ArrayD::zeros(IxDyn(shape)), upper));
+    }
+    let mut lower = ArrayD::from_elem(IxDyn(shape), scalar(&kw.lower, "lower", -1.0)?);
+    let mut upper = ArrayD::from_elem(IxDyn(shape), scalar(&kw.upper, "upper", 1.0)?);
+    if let Some([lo, hi]) = kw.input_range {
+        let min_x = space.reduce(x.view(), Reduce::Min);
+        let max_x = space.reduce(x.view(), Reduce::Max);
+        ndarray::Zip::from(&mut lower)
+            .and(&mut upper)
+            .and(&min_x)
+            .and(&max_x)
+            .for_each(|l, u, &mn, &mx| {
+                *l = l.max(lo - mn);
+                *u = u.min(hi - mx);
+            });
+    }
+    Ok((0.0, lower, upper))
+}
+
 /// `softplus(a) = ln(1 + e^a)` without overflow.
 pub fn softplus(a: f64) -> f64 {
     a.max(0.0) + (-a.abs()).exp().ln_1p()
@@ -296,14 +350,6 @@ impl CemLoss {
             field: p.field,
             message: p.message,
         };
-        if !ctx.space.is_identity() {
-            return Err(MaxiError::InvalidSetting {
-                name: "loss".into(),
-                message:
-                    "cem works on the input's own entries; it does not take a segmentation yet"
-                        .into(),
-            });
-        }
         let x = ctx.x.to_owned();
         let shape = x.shape().to_vec();
         let scores = ctx.model.predict(x.view().insert_axis(Axis(0)))?;
@@ -351,7 +397,10 @@ impl CemLoss {
             ));
         }
         let no_info = kw.no_info_val.unwrap_or(0.0);
-        let (offset, lower, upper) = if kw.mode.is_pp() {
+        let segments = (!ctx.space.is_identity()).then(|| ctx.space.clone());
+        let (offset, lower, upper) = if let Some(space) = &segments {
+            segment_box(kw, space.as_ref(), &x, no_info).map_err(invalid)?
+        } else if kw.mode.is_pp() {
             let lower = match &kw.lower {
                 Some(b) => bound_array(b, &shape, "lower").map_err(invalid)?,
                 None => x.mapv(|v| v.min(no_info)),
@@ -397,17 +446,27 @@ impl CemLoss {
             Some(r) => Some(Arc::new(CountingModel::new(ctx.models.resolve(r)?)) as Arc<dyn Model>),
             None => None,
         };
-        let scale = (kw.mode.is_pp() && kw.variable == CemVariable::Fraction)
-            .then(|| x.mapv(|v| v - no_info));
+        let scale = (kw.mode.is_pp()
+            && (kw.variable == CemVariable::Fraction || segments.is_some()))
+        .then(|| x.mapv(|v| v - no_info));
         let x0 = kw.x0.unwrap_or(if kw.mode.is_pp() {
             CemStart::Input
         } else {
             CemStart::Zeros
         });
-        let mut start = match &scale {
+        let mut start = match (&scale, &segments) {
             // the kept share of each entry: all of it, none, or a random share
-            Some(_) => fraction_start(x0, &x, ctx.seed),
-            None => start_point(x0, kw.mode.is_pp(), &x, offset, ctx.seed),
+            (Some(_), None) => fraction_start(x0, &x, ctx.seed),
+            (None, None) => start_point(x0, kw.mode.is_pp(), &x, offset, ctx.seed),
+            // per segment: a share (PP) or a change (PN) per segment
+            (_, Some(space)) => {
+                let v = ArrayD::zeros(space.shape());
+                let x0 = match x0 {
+                    CemStart::Input if !kw.mode.is_pp() => CemStart::Zeros,
+                    other => other,
+                };
+                fraction_start(x0, &v, ctx.seed)
+            }
         };
         bounds.clip(&mut start);
         Ok(CemLoss {
@@ -426,7 +485,18 @@ impl CemLoss {
             scale,
             input_range: kw.input_range,
             bounds,
+            segments,
         })
+    }
+
+    /// The inputs shown to the model for a batch of per-segment variables.
+    fn show_segments(&self, space: &dyn VariableSpace, batch: ArrayViewD<'_, f64>) -> ArrayD<f64> {
+        let mut shape = vec![batch.shape()[0]];
+        shape.extend_from_slice(space.input_shape());
+        let mut shown = ArrayD::zeros(IxDyn(&shape));
+        space.expand(batch, shown.view_mut());
+        self.show_in_place(&mut shown.view_mut());
+        shown
     }
 
     /// The class being explained (`argmax f(x)`).
@@ -547,6 +617,10 @@ impl CemLoss {
 
 impl Loss for CemLoss {
     fn eval_batch(&self, batch: ArrayViewD<'_, f64>) -> Result<Array1<f64>> {
+        if let Some(space) = &self.segments {
+            let shown = self.show_segments(space.as_ref(), batch);
+            return Ok(self.assess_shown(shown.view())?.values);
+        }
         if self.mode.is_pp() && self.offset == 0.0 && self.scale.is_none() {
             // PP with no_info_val = 0 shows the batch itself
             return Ok(self.assess_shown(batch)?.values);
@@ -560,6 +634,10 @@ impl Loss for CemLoss {
     }
 
     fn assess_batch_mut(&self, mut batch: ArrayViewMutD<'_, f64>) -> Result<Evaluation> {
+        if let Some(space) = &self.segments {
+            let shown = self.show_segments(space.as_ref(), batch.view());
+            return self.assess_shown(shown.view());
+        }
         self.show_in_place(&mut batch);
         self.assess_shown(batch.view())
     }
@@ -573,6 +651,16 @@ impl Loss for CemLoss {
     }
 
     fn candidate(&self, y: ArrayViewD<'_, f64>) -> ArrayD<f64> {
+        let expanded;
+        let y = match &self.segments {
+            Some(space) => {
+                let mut e = ArrayD::zeros(space.input_shape());
+                space.expand(y.insert_axis(Axis(0)), e.view_mut().insert_axis(Axis(0)));
+                expanded = e;
+                expanded.view()
+            }
+            None => y,
+        };
         match &self.scale {
             Some(scale) => &y * scale + self.offset,
             None => y.mapv(|v| v + self.offset),

@@ -87,6 +87,14 @@ pub fn segment(
     }))
 }
 
+maxi_image_ops::segmentation_component!(Grid, GridKwargs, segment, NAME);
+maxi_core::register_segmentation!(
+    Grid,
+    "grid",
+    aliases = [],
+    doc = "Square cells of cell_size × cell_size pixels",
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

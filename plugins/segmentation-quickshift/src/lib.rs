@@ -217,6 +217,14 @@ pub fn segment(
     Ok(relabel_connected(labels.view()))
 }
 
+maxi_image_ops::segmentation_component!(Quickshift, QuickshiftKwargs, segment, NAME);
+maxi_core::register_segmentation!(
+    Quickshift,
+    "quickshift",
+    aliases = [],
+    doc = "Quickshift superpixels (scikit-image meaning; the lime package's default: kernel_size 4, max_dist 200, ratio 0.2); RGB only",
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -383,6 +383,14 @@ fn gradient(f: &[f64], h: usize, w: usize, nc: usize) -> Vec<f64> {
     g
 }
 
+maxi_image_ops::segmentation_component!(Slic, SlicKwargs, segment, NAME);
+maxi_core::register_segmentation!(
+    Slic,
+    "slic",
+    aliases = ["SlicHandler"],
+    doc = "SLIC / SLICO superpixels (OpenCV ximgproc meaning: region_size, ruler, num_iter, algorithm)",
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

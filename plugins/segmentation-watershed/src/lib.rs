@@ -531,6 +531,14 @@ fn peak_local_max(
     kept
 }
 
+maxi_image_ops::segmentation_component!(Watershed, WatershedKwargs, segment, NAME);
+maxi_core::register_segmentation!(
+    Watershed,
+    "watershed",
+    aliases = ["WatershedHandler"],
+    doc = "MAXi's watershed pipeline: mean shift, Otsu threshold, distance transform, markers at least max_min_dist apart, watershed (nucleus-style segments)",
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

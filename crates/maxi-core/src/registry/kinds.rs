@@ -11,6 +11,7 @@ use crate::kwargs::ModelResolver;
 use crate::loss::{Bounds, Loss};
 use crate::model::Model;
 use crate::optimizer::Optimizer;
+use crate::segmentation::Segmenter;
 use crate::space::VariableSpace;
 use crate::spec::{KwargsSpec, Valid};
 
@@ -70,6 +71,10 @@ impl ModelContext<'_> {
     }
 }
 
+/// What a segmentation is built from (nothing yet: it sees the image when it runs).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SegmentationContext;
+
 /// Losses: explanation objectives.
 pub struct LossKind;
 /// Gradient methods.
@@ -78,6 +83,8 @@ pub struct GradientKind;
 pub struct OptimizerKind;
 /// Model backends.
 pub struct ModelKind;
+/// Image segmentations (superpixels).
+pub struct SegmentationKind;
 
 impl ComponentKind for LossKind {
     const KIND: Kind = Kind::Loss;
@@ -101,6 +108,12 @@ impl ComponentKind for ModelKind {
     const KIND: Kind = Kind::Model;
     type Output = Arc<dyn Model>;
     type Context<'a> = ModelContext<'a>;
+}
+
+impl ComponentKind for SegmentationKind {
+    const KIND: Kind = Kind::Segmentation;
+    type Output = Box<dyn Segmenter>;
+    type Context<'a> = SegmentationContext;
 }
 
 /// A component: its kwargs type and how it is built from checked kwargs. Implement

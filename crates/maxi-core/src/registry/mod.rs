@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 pub use entry::{Entry, Meta, ParseFailure, ParseFn};
 pub use kinds::{
     ComponentKind, Factory, GradientContext, GradientKind, LossContext, LossKind, ModelContext,
-    ModelKind, OptimizerContext, OptimizerKind, Prepared,
+    ModelKind, OptimizerContext, OptimizerKind, Prepared, SegmentationContext, SegmentationKind,
 };
 
 use crate::error::{Kind, MaxiError, Result};
@@ -178,6 +178,7 @@ tables! {
     GradientKind => gradients,
     OptimizerKind => optimizers,
     ModelKind => models,
+    SegmentationKind => segmentations,
 }
 
 impl Registry {
@@ -341,6 +342,14 @@ macro_rules! register_gradient {
 macro_rules! register_optimizer {
     ($factory:ty, $name:literal, aliases = [$($alias:literal),* $(,)?], doc = $doc:literal $(,)?) => {
         $crate::__register!(OptimizerKind, $factory, $name, [$($alias),*], $doc, []);
+    };
+}
+
+/// Registers a segmentation factory under a name (see [`register_loss!`]).
+#[macro_export]
+macro_rules! register_segmentation {
+    ($factory:ty, $name:literal, aliases = [$($alias:literal),* $(,)?], doc = $doc:literal $(,)?) => {
+        $crate::__register!(SegmentationKind, $factory, $name, [$($alias),*], $doc, []);
     };
 }
 
