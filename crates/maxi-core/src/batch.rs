@@ -1,0 +1,201 @@
+//! Many inputs, one pipeline: [`Batch`] explains a list of inputs with one
+//! [`ExplanationGenerator`] and one shared model on `n_workers` threads.
+//!
+//! - One result per input, in the caller's hands: `Ok(explanation)` or that input's own error
+//!   (a failing input never stops or hides the others).
+//! - Input `i` runs with the seed [`input_seed`]`(seed, i)`, where `i` is the input's index in
+//!   the whole list (not its position in a worker's queue or in a shard), so every result is
+//!   the same whatever the number of workers, the order in which they finish, or how the list
+//!   is split across machines.
+//! - The model is shared (`Arc`); [`ThreadSplit`] says how many cores go to inputs (workers) and
+//!   how many to the rows of one model call (the backend's `threads`).
+
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+
+use ndarray::ArrayD;
+
+use crate::error::{MaxiError, Result};
+use crate::generator::{Explanation, ExplanationGenerator};
+use crate::model::Model;
+
+/// The seed of input `index` of a batch run with `seed`: a well-mixed function of both, so
+/// neighbouring inputs get unrelated generators and the result does not depend on which
+/// worker, shard or machine explains the input.
+pub fn input_seed(seed: u64, index: u64) -> u64 {
+    crate::rng::mix(seed ^ crate::rng::mix(index.wrapping_add(0x6261_7463_685f_6964)))
+}
+
+/// How `cores` are split between inputs explained at once and the rows of one model call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadSplit {
+    /// Inputs explained at once.
+    pub workers: usize,
+    /// Threads of the model backend (rows of one call spread over them).
+    pub model_threads: usize,
+}
+
+impl ThreadSplit {
+    /// Splits `cores` for `inputs` inputs, with `workers` when given: by default one input per
+    /// core (small inputs run fastest as whole explanations side by side, each calling the
+    /// model on its own thread), never more workers than inputs; the cores left per worker go
+    /// to the model.
+    pub fn new(cores: usize, inputs: usize, workers: Option<usize>) -> ThreadSplit {
+        let cores = cores.max(1);
+        let workers = workers.unwrap_or(cores).clamp(1, inputs.max(1));
+        ThreadSplit {
+            workers,
+            model_threads: (cores / workers).max(1),
+        }
+    }
+}
+
+/// Explains many inputs with one generator and one model.
+pub struct Batch<'g> {
+    generator: &'g ExplanationGenerator,
+    workers: usize,
+    stop: Option<Arc<AtomicBool>>,
+}
+
+impl<'g> Batch<'g> {
+    /// A batch over `generator`'s pipeline and seed, one worker.
+    pub fn new(generator: &'g ExplanationGenerator) -> Self {
+        Batch {
+            generator,
+            workers: 1,
+            stop: None,
+        }
+    }
+
+    /// Explains up to `n` inputs at once (at least 1).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
+        self
+    }
+
+    /// No input is started once `flag` is true (inputs in flight finish, or stop through the
+    /// generator's own observers).
+    pub fn stop(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.stop = Some(flag);
+        self
+    }
+
+    /// Explains every input; result `i` belongs to `inputs[i]` and used
+    /// [`input_seed`]`(generator seed, i)`.
+    pub fn run(&self, inputs: &[ArrayD<f64>], model: Arc<dyn Model>) -> Vec<Result<Explanation>> {
+        let mut out: Vec<Option<Result<Explanation>>> = (0..inputs.len()).map(|_| None).collect();
+        self.for_each(
+            inputs.len(),
+            |i| (i as u64, Ok(inputs[i].clone())),
+            model,
+            |_, _, r| r,
+            |i, r| {
+                out[i] = Some(r);
+                ControlFlow::Continue(())
+            },
+        );
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(MaxiError::Other("stopped before this input".into()))))
+            .collect()
+    }
+
+    /// The streaming form, for inputs that are loaded and results that are written one at a
+    /// time (memory stays flat in the number of inputs). For each position `p` in `0..n` on a
+    /// worker thread: `load(p)` gives the input's index (its seed stream) and the input,
+    /// which is explained, and `finish(p, x, result)` turns the result into a `T` (e.g. writes
+    /// its files). `done(p, t)` then runs on the calling thread, in completion order; returning
+    /// `Break` starts no further input. Positions are handed out in order.
+    pub fn for_each<T, L, F, D>(
+        &self,
+        n: usize,
+        load: L,
+        model: Arc<dyn Model>,
+        finish: F,
+        mut done: D,
+    ) where
+        T: Send,
+        L: Fn(usize) -> (u64, Result<ArrayD<f64>>) + Sync,
+        F: Fn(usize, Option<&ArrayD<f64>>, Result<Explanation>) -> T + Sync,
+        D: FnMut(usize, T) -> ControlFlow<()>,
+    {
+        let next = AtomicUsize::new(0);
+        let halted = AtomicBool::new(false);
+        let stopped = || {
+            halted.load(Ordering::SeqCst)
+                || self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+        };
+        let seed = self.generator.seed();
+        let workers = self.workers.min(n).max(1);
+        // a small queue: results are handed over as they come, never piled up
+        let (tx, rx) = mpsc::sync_channel::<(usize, T)>(workers);
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                let tx = tx.clone();
+                let (next, load, finish, model) = (&next, &load, &finish, model.clone());
+                let stopped = &stopped;
+                scope.spawn(move || {
+                    loop {
+                        if stopped() {
+                            break;
+                        }
+                        let p = next.fetch_add(1, Ordering::SeqCst);
+                        if p >= n {
+                            break;
+                        }
+                        let (index, x) = load(p);
+                        let t = match x {
+                            Ok(x) => {
+                                let r = self.generator.run_seeded(
+                                    x.view(),
+                                    model.clone(),
+                                    input_seed(seed, index),
+                                );
+                                finish(p, Some(&x), r)
+                            }
+                            Err(e) => finish(p, None, Err(e)),
+                        };
+                        if tx.send((p, t)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            for (p, t) in rx {
+                if done(p, t).is_break() {
+                    halted.store(true, Ordering::SeqCst);
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_differ_per_input_and_run() {
+        let a: Vec<u64> = (0..1000).map(|i| input_seed(7, i)).collect();
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 1000, "no two inputs share a seed");
+        assert_ne!(input_seed(7, 0), input_seed(8, 0));
+        assert_eq!(input_seed(7, 3), a[3], "a pure function of (seed, index)");
+    }
+
+    #[test]
+    fn thread_split() {
+        let s = |c, i, w| {
+            let t = ThreadSplit::new(c, i, w);
+            (t.workers, t.model_threads)
+        };
+        assert_eq!(s(2, 100, None), (2, 1));
+        assert_eq!(s(8, 100, Some(2)), (2, 4));
+        assert_eq!(s(8, 3, None), (3, 2), "never more workers than inputs");
+        assert_eq!(s(2, 100, Some(8)), (8, 1));
+        assert_eq!(s(0, 0, None), (1, 1));
+    }
+}
