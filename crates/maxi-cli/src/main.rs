@@ -20,7 +20,7 @@ use clap::Parser;
 
 use maxi_cli::cli::{Cli, Command};
 use maxi_cli::error::{CliError, CliResult};
-use maxi_cli::{eval, explain, list};
+use maxi_cli::{batch, eval, explain, list};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -48,6 +48,8 @@ fn run(cli: Cli) -> CliResult<u8> {
         Command::List(args) => list::run(&args).map(|()| 0),
         Command::Explain(args) => explain::run(&args),
         Command::Eval(args) => eval::run(&args).map(|()| 0),
+        Command::Batch(args) => batch::run(&args),
+        Command::Merge(args) => batch::merge::run(&args),
     }
 }
 

@@ -87,9 +87,18 @@ impl<'g> Batch<'g> {
         let mut out: Vec<Option<Result<Explanation>>> = (0..inputs.len()).map(|_| None).collect();
         self.for_each(
             inputs.len(),
-            |i| (i as u64, Ok(inputs[i].clone())),
+            |i| {
+                Ok::<_, std::convert::Infallible>(Job {
+                    index: i as u64,
+                    x: inputs[i].clone(),
+                    generator: None,
+                })
+            },
             model,
-            |_, _, r| r,
+            |_, r| match r {
+                Ok((_, r)) => r,
+                Err(never) => match never {},
+            },
             |i, r| {
                 out[i] = Some(r);
                 ControlFlow::Continue(())
@@ -101,12 +110,12 @@ impl<'g> Batch<'g> {
     }
 
     /// The streaming form, for inputs that are loaded and results that are written one at a
-    /// time (memory stays flat in the number of inputs). For each position `p` in `0..n` on a
-    /// worker thread: `load(p)` gives the input's index (its seed stream) and the input,
-    /// which is explained, and `finish(p, x, result)` turns the result into a `T` (e.g. writes
-    /// its files). `done(p, t)` then runs on the calling thread, in completion order; returning
-    /// `Break` starts no further input. Positions are handed out in order.
-    pub fn for_each<T, L, F, D>(
+    /// time (memory stays flat in the number of inputs). For each position `p` in `0..n`, on a
+    /// worker thread: `load(p)` gives the [`Job`] (or the input's own load error), the job is
+    /// explained, and `finish(p, outcome)` turns `(x, result)` or the load error into a `T`
+    /// (e.g. writes its files). `done(p, t)` then runs on the calling thread, in completion
+    /// order; returning `Break` starts no further input. Positions are handed out in order.
+    pub fn for_each<T, E, L, F, D>(
         &self,
         n: usize,
         load: L,
@@ -115,8 +124,8 @@ impl<'g> Batch<'g> {
         mut done: D,
     ) where
         T: Send,
-        L: Fn(usize) -> (u64, Result<ArrayD<f64>>) + Sync,
-        F: Fn(usize, Option<&ArrayD<f64>>, Result<Explanation>) -> T + Sync,
+        L: Fn(usize) -> std::result::Result<Job<'g>, E> + Sync,
+        F: Fn(usize, std::result::Result<(ArrayD<f64>, Result<Explanation>), E>) -> T + Sync,
         D: FnMut(usize, T) -> ControlFlow<()>,
     {
         let next = AtomicUsize::new(0);
@@ -143,17 +152,17 @@ impl<'g> Batch<'g> {
                         if p >= n {
                             break;
                         }
-                        let (index, x) = load(p);
-                        let t = match x {
-                            Ok(x) => {
-                                let r = self.generator.run_seeded(
-                                    x.view(),
+                        let t = match load(p) {
+                            Ok(job) => {
+                                let g = job.generator.unwrap_or(self.generator);
+                                let r = g.run_seeded(
+                                    job.x.view(),
                                     model.clone(),
-                                    input_seed(seed, index),
+                                    input_seed(seed, job.index),
                                 );
-                                finish(p, Some(&x), r)
+                                finish(p, Ok((job.x, r)))
                             }
-                            Err(e) => finish(p, None, Err(e)),
+                            Err(e) => finish(p, Err(e)),
                         };
                         if tx.send((p, t)).is_err() {
                             break;
@@ -169,6 +178,17 @@ impl<'g> Batch<'g> {
             }
         });
     }
+}
+
+/// One input of [`Batch::for_each`].
+pub struct Job<'g> {
+    /// The input's index in the whole list: its seed is [`input_seed`]`(seed, index)`.
+    pub index: u64,
+    /// The input.
+    pub x: ArrayD<f64>,
+    /// Another pipeline for this input (e.g. with its own target class); `None`: the batch's.
+    /// Its seed is ignored: every input is seeded from the batch's generator.
+    pub generator: Option<&'g ExplanationGenerator>,
 }
 
 #[cfg(test)]
