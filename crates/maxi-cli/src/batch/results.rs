@@ -145,12 +145,9 @@ impl Summary {
             Some(NO_VALID) => self.no_valid += 1,
             _ => self.ok += 1,
         }
-        match line.get("valid").and_then(Value::as_bool) {
-            Some(v) => {
-                self.judged += 1;
-                self.valid += usize::from(v);
-            }
-            None => {}
+        if let Some(v) = line.get("valid").and_then(Value::as_bool) {
+            self.judged += 1;
+            self.valid += usize::from(v);
         }
         if let Some(s) = num("size") {
             self.sizes.push(s);
