@@ -79,6 +79,10 @@ pub struct BatchArgs {
     #[arg(long, value_name = "N", value_parser = |s: &str| parse_count(s, "a number of workers"))]
     pub workers: Option<u64>,
 
+    /// Threads of the model backend, shared by the workers' calls (default: --threads).
+    #[arg(long, value_name = "N", value_parser = |s: &str| parse_count(s, "a thread count"))]
+    pub model_threads: Option<u64>,
+
     /// Explain share i of N of the manifest (inputs i, i+N, i+2N, ...). Default: from
     /// SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with --shard-count.
     #[arg(long, value_name = "i/N")]

@@ -27,26 +27,33 @@ pub fn input_seed(seed: u64, index: u64) -> u64 {
     crate::rng::mix(seed ^ crate::rng::mix(index.wrapping_add(0x6261_7463_685f_6964)))
 }
 
-/// How `cores` are split between inputs explained at once and the rows of one model call.
+/// How `cores` are used by a batch: inputs explained at once, and the backend's threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThreadSplit {
     /// Inputs explained at once.
     pub workers: usize,
-    /// Threads of the model backend (rows of one call spread over them).
+    /// Threads of the model backend, shared by the workers' calls.
     pub model_threads: usize,
 }
 
 impl ThreadSplit {
-    /// Splits `cores` for `inputs` inputs, with `workers` when given: by default one input per
-    /// core (small inputs run fastest as whole explanations side by side, each calling the
-    /// model on its own thread), never more workers than inputs; the cores left per worker go
-    /// to the model.
-    pub fn new(cores: usize, inputs: usize, workers: Option<usize>) -> ThreadSplit {
+    /// Uses `cores` for `inputs` inputs: by default one worker per core (small inputs run
+    /// fastest as whole explanations side by side: one worker's serial steps — directions,
+    /// loss, optimiser, writing files — overlap another's model call), never more workers
+    /// than inputs. The backend keeps one thread per core (`model_threads`, unless given):
+    /// its pool is shared by every worker's calls, so its threads — for ONNX Runtime its
+    /// sessions — are never fewer than the calls that can be in flight at once.
+    pub fn new(
+        cores: usize,
+        inputs: usize,
+        workers: Option<usize>,
+        model_threads: Option<usize>,
+    ) -> ThreadSplit {
         let cores = cores.max(1);
         let workers = workers.unwrap_or(cores).clamp(1, inputs.max(1));
         ThreadSplit {
             workers,
-            model_threads: (cores / workers).max(1),
+            model_threads: model_threads.unwrap_or(cores).max(1),
         }
     }
 }
@@ -208,14 +215,18 @@ mod tests {
 
     #[test]
     fn thread_split() {
-        let s = |c, i, w| {
-            let t = ThreadSplit::new(c, i, w);
+        let s = |c, i, w, m| {
+            let t = ThreadSplit::new(c, i, w, m);
             (t.workers, t.model_threads)
         };
-        assert_eq!(s(2, 100, None), (2, 1));
-        assert_eq!(s(8, 100, Some(2)), (2, 4));
-        assert_eq!(s(8, 3, None), (3, 2), "never more workers than inputs");
-        assert_eq!(s(2, 100, Some(8)), (8, 1));
-        assert_eq!(s(0, 0, None), (1, 1));
+        assert_eq!(s(2, 100, None, None), (2, 2));
+        assert_eq!(s(8, 100, Some(2), None), (2, 8));
+        assert_eq!(
+            s(8, 3, None, None),
+            (3, 8),
+            "never more workers than inputs"
+        );
+        assert_eq!(s(2, 100, Some(8), Some(1)), (8, 1));
+        assert_eq!(s(0, 0, None, None), (1, 1));
     }
 }

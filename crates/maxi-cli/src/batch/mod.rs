@@ -314,7 +314,12 @@ pub fn run(args: &BatchArgs) -> CliResult<u8> {
     let cores = args
         .threads
         .map_or_else(maxi::model::default_threads, |t| t as usize);
-    let split = ThreadSplit::new(cores, positions.len(), args.workers.map(|w| w as usize));
+    let split = ThreadSplit::new(
+        cores,
+        positions.len(),
+        args.workers.map(|w| w as usize),
+        args.model_threads.map(|t| t as usize),
+    );
     let explain_args = ExplainArgs {
         config: Some(args.config.clone()),
         model: None,
@@ -365,7 +370,7 @@ pub fn run(args: &BatchArgs) -> CliResult<u8> {
             )
         });
         eprintln!(
-            "maxi batch: {} inputs{share}, {skipped} already complete; {} workers × {} model threads",
+            "maxi batch: {} inputs{share}, {skipped} already complete; {} workers sharing {} model threads",
             positions.len(),
             split.workers,
             split.model_threads
