@@ -4,13 +4,16 @@
 #      config and backend (default backend, all cores);
 #   2. memory: peak RSS (/usr/bin/time -v) of `maxi batch` over 100 and 10,000 digits with a
 #      tiny run per digit.
-#   scripts/batch-bench.sh [throughput|memory|all]     (N=100 by default; WORK=scratch folder)
+#   scripts/batch-bench.sh [throughput|memory|all]
+# Environment: N (default 100), BACKEND (e.g. onnxruntime; default: by file extension, tract),
+# WORK (scratch folder).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MAXI=${MAXI:-$ROOT/target/release/maxi}
 N=${N:-100}
 WORK=${WORK:-$(mktemp -d /tmp/maxi-bench.XXXXXX)}
 WHAT=${1:-all}
+mkdir -p "$WORK"
 [ -x "$MAXI" ] || (cd "$ROOT" && cargo build --release -p maxi-cli)
 
 config() {  # config FILE NUM_ITER SAMPLE_NUM: the main job's PP settings, no search
@@ -47,15 +50,18 @@ now() { date +%s.%N; }
 
 if [ "$WHAT" = throughput ] || [ "$WHAT" = all ]; then
     config "$WORK/short.toml" 60 49
+    echo "== backend: ${BACKEND:-default}"
     echo "== $N x maxi explain (one process per digit), config: 60 updates of 1 + 49 rows"
+    rm -rf "$WORK/explain"
     t0=$(now)
     for i in $(seq 0 $((N - 1))); do
-        "$MAXI" explain --config "$WORK/short.toml" --input "mnist:$i" --out "$WORK/explain/$i" --quiet ||
+        "$MAXI" explain --config "$WORK/short.toml" --input "mnist:$i" --out "$WORK/explain/$i" --quiet ${BACKEND:+--backend "$BACKEND"} ||
             [ $? = 3 ]  # 3: finished without a valid explanation (outputs written)
     done
     t1=$(now)
     echo "== maxi batch over mnist:0..$N"
-    "$MAXI" batch --config "$WORK/short.toml" --inputs "mnist:0..$N" --out "$WORK/batch" --quiet
+    rm -rf "$WORK/batch"
+    "$MAXI" batch --config "$WORK/short.toml" --inputs "mnist:0..$N" --out "$WORK/batch" --quiet ${BACKEND:+--backend "$BACKEND"}
     t2=$(now)
     python3 - "$t0" "$t1" "$t2" "$N" <<'EOT'
 import sys
