@@ -22,8 +22,9 @@ pub fn run(args: &MergeArgs) -> CliResult<u8> {
     let mut shard_count: Option<usize> = None;
     let mut by_id: HashMap<String, Value> = HashMap::new();
     let mut duplicates: Vec<(String, Vec<String>)> = Vec::new();
-    let mut found_in: HashMap<String, String> = HashMap::new();
-    for dir in &args.dirs {
+    // id → (which folder argument, its name)
+    let mut found_in: HashMap<String, (usize, String)> = HashMap::new();
+    for (k, dir) in args.dirs.iter().enumerate() {
         let shown = dir.display().to_string();
         let Some(desc) = read_json(&dir.join(BATCH_JSON)) else {
             return Err(CliError::usage(format!(
@@ -76,14 +77,19 @@ pub fn run(args: &MergeArgs) -> CliResult<u8> {
                 let joined = Path::new(dir).join(d).display().to_string();
                 line["dir"] = json!(joined);
             }
-            if let Some(prev) = found_in.get(&id) {
+            if found_in.get(&id).is_some_and(|(j, _)| *j == k) {
+                // a shard's live lines from runs that were killed: the later line wins
+                by_id.insert(id, line);
+                continue;
+            }
+            if let Some((_, prev)) = found_in.get(&id) {
                 match duplicates.iter_mut().find(|(d, _)| *d == id) {
                     Some((_, dirs)) => dirs.push(shown.clone()),
                     None => duplicates.push((id.clone(), vec![prev.clone(), shown.clone()])),
                 }
                 continue;
             }
-            found_in.insert(id.clone(), shown.clone());
+            found_in.insert(id.clone(), (k, shown.clone()));
             by_id.insert(id, line);
         }
     }

@@ -98,6 +98,7 @@ fn prepare_out(out: &Path, description: &Value, force: bool) -> CliResult<()> {
             Some(old) if old == *description || force => {}
             Some(old) => {
                 let differs: Vec<&str> = [
+                    "maxi_version",
                     "config_file",
                     "config_fingerprint",
                     "seed",
