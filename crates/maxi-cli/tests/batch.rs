@@ -241,6 +241,32 @@ fn results_are_the_same_for_any_worker_count_and_shard_split() {
         let shard = ["s0", "s1", "s2"][(id[6..].parse::<usize>().expect("n") - 20) % 3];
         assert_eq!(a, explanation_bytes(&t.join(shard), id), "{id} in {shard}");
     }
+    // `maxi explain` with an input's seed from its report.json reproduces it
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(t.join("w1/inputs/mnist-23/report.json")).expect("report"),
+    )
+    .expect("JSON");
+    let seed = report["seed"].as_u64().expect("seed").to_string();
+    let o = maxi()
+        .args([
+            "explain",
+            "-c",
+            &cfg,
+            "-i",
+            "mnist:23",
+            "--seed",
+            &seed,
+            "-o",
+            &p("alone"),
+            "-q",
+        ])
+        .output()
+        .expect("run");
+    assert!(matches!(o.status.code(), Some(0 | 3)), "{o:?}");
+    assert_eq!(
+        std::fs::read(t.join("alone/explanation.npy")).expect("npy"),
+        explanation_bytes(&t.join("w1"), "mnist-23")
+    );
     let s = summary(&t.join("merged"));
     assert_eq!(s["inputs"], 7);
     assert_eq!(s["missing"].as_array().map(Vec::len), Some(0));
