@@ -7,6 +7,8 @@
 //!   `iter_<n>.png`), `explanation.png` and `heatmap.png` into `DIR` (default `maxi-out/`).
 //!   Without a config it runs the main job: the CEM pertinent positive of MNIST test image 2953
 //!   on the bundled CNN, from `configs/mnist_pp.toml`.
+//! - `maxi batch --config FILE --inputs MANIFEST --out DIR [--shard i/N] ...` explains every
+//!   input of a manifest (resumable, shardable); `maxi merge DIR... --out DIR` joins shards.
 //!
 //! Exit codes: 0 success, 3 the run finished but found no valid explanation (the outputs are
 //! written, marked invalid), 2 bad usage, config or input (the message names the problem and
