@@ -35,7 +35,101 @@ pub enum Command {
     /// Quality benchmark: explain many MNIST test images with a config and re-check each
     /// result on the model (valid rate, faithfulness, sizes, rows, time).
     Eval(EvalArgs),
+    /// Explain every input of a manifest (folder, .npy stack, CSV/JSONL list, mnist:A..B):
+    /// one output folder per input, results.jsonl and a summary; resumable and shardable.
+    #[command(after_long_help = BATCH_AFTER_HELP)]
+    Batch(BatchArgs),
+    /// Join the --out folders of the shards of one batch into one results.jsonl and summary;
+    /// reports missing and duplicate inputs (exit 1).
+    Merge(MergeArgs),
 }
+
+/// Arguments of `maxi batch`.
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// Config file as for `maxi explain`; its [input] path is ignored.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+
+    /// The inputs: `mnist:START..END`, a folder of .png/.jpg/.npy files, a .npy stack
+    /// [N, ...], or a .csv (header with `path`, optional `id`, `label`, `target`) or .jsonl
+    /// list ({"path": ..., "id"?, "label"?, "target"?}); list paths are relative to the list.
+    #[arg(long, short = 'i', value_name = "MANIFEST")]
+    pub inputs: String,
+
+    /// Output folder: batch.json, inputs/<id>/ per input, results.jsonl, summary.json.
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Seed of the batch (overrides [generator] seed); input i runs with a seed derived from
+    /// it and i.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+
+    /// Model backend (overrides [model] backend).
+    #[arg(long, value_name = "NAME")]
+    pub backend: Option<String>,
+
+    /// Cores this process may use (default: the available cores); split between workers and
+    /// the backend's threads.
+    #[arg(long, value_name = "N", value_parser = |s: &str| parse_count(s, "a thread count"))]
+    pub threads: Option<u64>,
+
+    /// Inputs explained at once (default: one per core).
+    #[arg(long, value_name = "N", value_parser = |s: &str| parse_count(s, "a number of workers"))]
+    pub workers: Option<u64>,
+
+    /// Threads of the model backend, shared by the workers' calls (default: --threads).
+    #[arg(long, value_name = "N", value_parser = |s: &str| parse_count(s, "a thread count"))]
+    pub model_threads: Option<u64>,
+
+    /// Explain share i of N of the manifest (inputs i, i+N, i+2N, ...). Default: from
+    /// SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with --shard-count.
+    #[arg(long, value_name = "i/N")]
+    pub shard: Option<String>,
+
+    /// Number of shards when the index comes from JOB_COMPLETION_INDEX (or SLURM_ARRAY_TASK_ID);
+    /// also read from MAXI_SHARD_COUNT.
+    #[arg(long, value_name = "N", value_parser = |s: &str| parse_count(s, "a number of shards").map(|n| n as usize))]
+    pub shard_count: Option<usize>,
+
+    /// Redo inputs whose outputs are complete (default: skip them).
+    #[arg(long)]
+    pub force: bool,
+
+    /// PNG inputs: the model values of pixel 0 and 255 (overrides [input] pixel_range).
+    #[arg(long, value_name = "LO,HI", allow_hyphen_values = true, value_parser = parse_range)]
+    pub pixel_range: Option<[f64; 2]>,
+
+    /// No progress and no summary (errors only).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// Arguments of `maxi merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The --out folders of the shards.
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+
+    /// Where the merged results.jsonl and summary.json go.
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// No summary on stdout.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+const BATCH_AFTER_HELP: &str = "\
+A result line per input in results.jsonl: id, index (position in the manifest), source,
+label, status (ok, no_valid, error), verdict, valid, class_before, class_after, size, rows,
+wall_s, seed, error, reason, dir. An input's folder appears only when complete; a second run
+skips complete inputs and retries failed ones (--force redoes all).
+
+Exit codes: 0 every input explained (valid or not), 1 some inputs failed (the others are
+complete), 2 bad usage/config/manifest, 130 interrupted (run again to continue).";
 
 /// Arguments of `maxi eval`.
 #[derive(Debug, Args)]

@@ -42,7 +42,7 @@ struct Row {
 }
 
 /// Parses `mnist:A..B` (B exclusive) into the image indices.
-fn parse_range(s: &str) -> CliResult<std::ops::Range<usize>> {
+pub(crate) fn parse_range(s: &str) -> CliResult<std::ops::Range<usize>> {
     let bad = || {
         CliError::usage(format!(
             "--inputs `{s}`: expected mnist:START..END with 0 ≤ START < END ≤ 10000 (e.g. mnist:0..100)"

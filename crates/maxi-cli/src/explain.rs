@@ -133,22 +133,68 @@ pub fn run(args: &ExplainArgs) -> CliResult<u8> {
         )));
     }
 
+    let ctx = OutputContext {
+        file: &file,
+        loaded: &loaded,
+        pixel_range,
+        model_shape: model_shape.as_deref(),
+    };
+    let (outcome, written) = write_explanation(&ctx, staging, &args.out, &source, &x, &e, &stop)?;
+    if !args.quiet {
+        let mut text = format!("{outcome}\n");
+        text.push_str(&format!(
+            "wrote {}/: {}\n",
+            args.out.display().to_string().trim_end_matches('/'),
+            files_line(&written, &e)
+        ));
+        print_summary(&text, &args.out);
+    }
+    Ok(if e.outcome.valid == Some(false) {
+        crate::error::EXIT_NO_VALID
+    } else {
+        0
+    })
+}
+
+/// What every explained input's outputs need besides the explanation.
+pub(crate) struct OutputContext<'a> {
+    /// The config file, as shown in messages and the report.
+    pub(crate) file: &'a str,
+    pub(crate) loaded: &'a LoadedModel,
+    pub(crate) pixel_range: Option<[f64; 2]>,
+    pub(crate) model_shape: Option<&'a [usize]>,
+}
+
+/// Builds report.json for `e` (the explanation of `x` from `source`) and writes every output
+/// of `maxi explain` into `staging`, which replaces `out` at the end; returns the verdict and
+/// the files written.
+pub(crate) fn write_explanation(
+    ctx: &OutputContext<'_>,
+    staging: Staging,
+    out: &Path,
+    source: &Source,
+    x: &ArrayD<f64>,
+    e: &Explanation,
+    stop: &AtomicBool,
+) -> CliResult<(String, Vec<String>)> {
+    let loaded = ctx.loaded;
+    let pixel_range = ctx.pixel_range;
     let mut resolved = e.config.clone();
     resolved["model"] = loaded.config.clone();
     resolved["input"] = json!({"path": source.describe(), "pixel_range": pixel_range});
-    let display = display_range(pixel_range, &e, &source, &x);
-    let outcome = summarise(&e, &x, loaded.model.as_ref(), &loaded.extras)?;
-    let mut report = outcome.report.clone();
+    let display = display_range(pixel_range, e, source, x);
+    let outcome = summarise(e, x, loaded.model.as_ref(), &loaded.extras)?;
+    let mut report = outcome.report;
     report.insert("seed".into(), json!(e.seed));
     report.insert("config".into(), resolved);
-    report.insert("config_file".into(), json!(file));
+    report.insert("config_file".into(), json!(ctx.file));
     report.insert(
         "model".into(),
         json!({
             "path": loaded.config.get("path"),
             "backend": loaded.config.get("backend"),
             "describe": loaded.model.describe(),
-            "input_shape": model_shape,
+            "input_shape": ctx.model_shape,
         }),
     );
     report.insert(
@@ -166,25 +212,12 @@ pub fn run(args: &ExplainArgs) -> CliResult<u8> {
     let mut staging = staging;
     loaded
         .extras
-        .write_region_picture(&mut staging, &e, &x, display)?;
-    let written = write_outputs(staging, args, &e, &x, display, report, &stop)?;
-    if !args.quiet {
-        let mut text = format!("{}\n", outcome.verdict);
-        text.push_str(&format!(
-            "wrote {}/: {}\n",
-            args.out.display().to_string().trim_end_matches('/'),
-            files_line(&written, &e)
-        ));
-        print_summary(&text, &args.out);
-    }
-    Ok(if e.outcome.valid == Some(false) {
-        crate::error::EXIT_NO_VALID
-    } else {
-        0
-    })
+        .write_region_picture(&mut staging, e, x, display)?;
+    let written = write_outputs(staging, out, e, x, display, report, stop)?;
+    Ok((outcome.verdict, written))
 }
 
-fn install_ctrl_c(stop: Arc<AtomicBool>, quiet: bool) {
+pub(crate) fn install_ctrl_c(stop: Arc<AtomicBool>, quiet: bool) {
     // A second Ctrl-C quits at once; the staging folder (never --out itself) may then remain.
     let _ = ctrlc::set_handler(move || {
         if stop.swap(true, Ordering::SeqCst) {
@@ -543,7 +576,7 @@ fn png(img: &image::RgbImage) -> CliResult<Vec<u8>> {
 #[allow(clippy::too_many_arguments)]
 fn write_outputs(
     mut staging: Staging,
-    args: &ExplainArgs,
+    out: &Path,
     e: &Explanation,
     x: &ArrayD<f64>,
     [lo, hi]: [f64; 2],
@@ -678,7 +711,7 @@ fn write_outputs(
     if stop.load(Ordering::SeqCst) {
         return Err(CliError::interrupted(format!(
             "interrupted while writing; nothing was written to {}",
-            args.out.display()
+            out.display()
         )));
     }
     staging.commit()?;

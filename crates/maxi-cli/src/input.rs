@@ -95,7 +95,17 @@ pub fn load(
             }
         }
     };
-    let x = fit_shape(x, model_shape, &shown)?;
+    checked(x, model_shape, &shown)
+}
+
+/// Checks a loaded input (`shown` in messages): the model's item shape (or it with a leading
+/// batch axis of 1), at least one entry, every entry finite.
+pub fn checked(
+    x: ArrayD<f64>,
+    model_shape: Option<&[usize]>,
+    shown: &str,
+) -> CliResult<ArrayD<f64>> {
+    let x = fit_shape(x, model_shape, shown)?;
     if let Some((i, v)) = x.iter().enumerate().find(|(_, v)| !v.is_finite()) {
         let index = unravel(i, x.shape());
         return Err(CliError::usage(format!(

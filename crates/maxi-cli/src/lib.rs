@@ -5,6 +5,7 @@
 // The argument docs in `cli` are the `--help` text, which writes config tables as `[loss]`.
 #![allow(rustdoc::broken_intra_doc_links)]
 
+pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod error;

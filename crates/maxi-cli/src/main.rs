@@ -7,6 +7,8 @@
 //!   `iter_<n>.png`), `explanation.png` and `heatmap.png` into `DIR` (default `maxi-out/`).
 //!   Without a config it runs the main job: the CEM pertinent positive of MNIST test image 2953
 //!   on the bundled CNN, from `configs/mnist_pp.toml`.
+//! - `maxi batch --config FILE --inputs MANIFEST --out DIR [--shard i/N] ...` explains every
+//!   input of a manifest (resumable, shardable); `maxi merge DIR... --out DIR` joins shards.
 //!
 //! Exit codes: 0 success, 3 the run finished but found no valid explanation (the outputs are
 //! written, marked invalid), 2 bad usage, config or input (the message names the problem and
@@ -20,7 +22,7 @@ use clap::Parser;
 
 use maxi_cli::cli::{Cli, Command};
 use maxi_cli::error::{CliError, CliResult};
-use maxi_cli::{eval, explain, list};
+use maxi_cli::{batch, eval, explain, list};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -48,6 +50,8 @@ fn run(cli: Cli) -> CliResult<u8> {
         Command::List(args) => list::run(&args).map(|()| 0),
         Command::Explain(args) => explain::run(&args),
         Command::Eval(args) => eval::run(&args).map(|()| 0),
+        Command::Batch(args) => batch::run(&args),
+        Command::Merge(args) => batch::merge::run(&args),
     }
 }
 

@@ -504,6 +504,17 @@ impl ExplanationGenerator {
 
     /// Explains `model`'s output on `x` (one item, no batch axis).
     pub fn run(&self, x: ArrayViewD<'_, f64>, model: Arc<dyn Model>) -> Result<Explanation> {
+        self.run_seeded(x, model, self.seed)
+    }
+
+    /// Like [`ExplanationGenerator::run`], with `seed` in place of the generator's seed (e.g.
+    /// one seed per input of a batch, see [`crate::batch`]).
+    pub fn run_seeded(
+        &self,
+        x: ArrayViewD<'_, f64>,
+        model: Arc<dyn Model>,
+        seed: u64,
+    ) -> Result<Explanation> {
         let started = Instant::now();
         check_input(x.view(), model.as_ref())?;
         let counting = Arc::new(CountingModel::new(model));
@@ -540,7 +551,7 @@ impl ExplanationGenerator {
                 model: counting.clone(),
                 models: &self.loss.kwargs.resolver(),
                 space: space.clone(),
-                seed: self.seed,
+                seed,
             })?;
             let bounds = loss.bounds().clone();
             check_variable_shape("bounds", bounds.lower().shape(), space.as_ref())?;
@@ -572,7 +583,7 @@ impl ExplanationGenerator {
             )
             .names(self.names())
             .termination(termination)
-            .seed(self.seed)
+            .seed(seed)
             .observer(history.clone())
             .observer(savepoints.clone());
             if self.search.method != SearchMethod::None {
@@ -585,7 +596,7 @@ impl ExplanationGenerator {
             for o in &self.observers {
                 executor = executor.observer(o.clone());
             }
-            let mut rng = round_rng(self.seed, round);
+            let mut rng = round_rng(seed, round);
             let finished = executor.run(&mut rng)?;
             loss_rows += problem.loss_rows();
             stop = finished.stop;
@@ -667,7 +678,7 @@ impl ExplanationGenerator {
             model: counting.stats(),
             loss_rows,
             wall_seconds: started.elapsed().as_secs_f64(),
-            seed: self.seed,
+            seed,
             config: self.config(),
             metadata: self.metadata.clone(),
             stop,

@@ -6,6 +6,7 @@
 //! See `docs/architecture.md` in the repository for how the pieces fit together.
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod error;
 pub mod executor;
 pub mod generator;
