@@ -67,7 +67,10 @@ pub fn to_json(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Value> {
     }
     let py = obj.py();
     let np = py.import("numpy")?;
-    // numpy arrays and scalars: their Python equivalents
+    // numpy arrays (flattened in C order, as maxi's per-entry kwargs are) and scalars
+    if obj.is_instance(&np.getattr("ndarray")?)? && obj.getattr("ndim")?.extract::<usize>()? > 0 {
+        return to_json(&obj.call_method0("ravel")?.call_method0("tolist")?, what);
+    }
     if obj.is_instance(&np.getattr("ndarray")?)? || obj.is_instance(&np.getattr("generic")?)? {
         return to_json(&obj.call_method0("tolist")?, what);
     }
