@@ -191,3 +191,30 @@ def test_plugins_load_and_their_components_run(example_plugin):
 def test_a_missing_plugin_is_a_value_error(tmp_path):
     with pytest.raises(ValueError, match="plugin"):
         maxi.load_plugin(tmp_path / "nope.so")
+
+
+def test_ctrl_c_stops_a_run_in_rust_with_keyboard_interrupt():
+    import signal
+    import subprocess
+    import sys
+    import time as _time
+
+    script = f"""
+import sys, numpy as np, maxi
+sys.path.insert(0, {str(MNIST.parent.parent / "crates" / "maxi-py" / "tests")!r})
+from conftest import mnist_test_image
+g = maxi.ExplanationGenerator(loss="cem", optimizer="ao_exp_grad", gradient="urv",
+    loss_kwargs={{"mode": "PP"}}, num_iter=100000)
+print("running", flush=True)
+try:
+    g.run(mnist_test_image(2953), {str(MNIST / "mnist_cnn.onnx")!r})
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "running"
+    _time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=60)
+    assert out.strip() == "interrupted"
+    assert p.returncode == 0
