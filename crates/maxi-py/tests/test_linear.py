@@ -183,3 +183,13 @@ def test_model_objects_run_onnx_in_rust_and_are_callable(tmp_path):
     scores = cnn(mnist_test_image(2953)[None])
     assert scores.shape == (1, 10) and scores.dtype == np.float64
     assert int(np.argmax(scores)) == 5
+
+
+def test_a_search_over_c_runs_rounds_within_its_row_budget():
+    g = generator(num_iter=40, search={"method": "c", "steps": 3, "budget_rows": 3000})
+    e = g.explain(np.ones((4, 4)), linear)
+    rounds = e.to_dict()["rounds"]
+    assert 1 <= len(rounds) <= 3
+    assert e.model_rows <= 3000
+    with pytest.raises(ValueError, match="search: unknown field `step`"):
+        generator(search={"method": "c", "step": 3})
