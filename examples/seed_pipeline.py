@@ -94,7 +94,6 @@ def main() -> None:
 
     e = cem.last_explanation
     classify = inference_call if callable(inference_call) else maxi.Model(inference_call)
-    final = results[max(results, key=int)]
     print("savepoints:", {k: (v.shape, str(v.dtype)) for k, v in results.items()})
     print(
         json.dumps(
@@ -102,7 +101,7 @@ def main() -> None:
                 "original_class": int(np.argmax(classify(image[None])[0])),
                 "explanation_class": int(np.argmax(classify(e.candidate[None])[0])),
                 "valid": e.valid,
-                "pixels_used": int(np.sum(np.abs(final + 0.5) > 1e-3)),
+                "entries_used": e.to_dict()["outcome"]["size"]["support"],
                 "model_rows": e.model_rows,
                 "wall_s": round(wall, 3),
                 "model_s": round(e.model_seconds, 3),
