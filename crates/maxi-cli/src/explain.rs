@@ -519,14 +519,37 @@ fn summarise(
             }
         }
         Shown::Weights => {
-            if let Ok((c, _)) = predict_class(model, x.view()) {
+            let class = predict_class(model, x.view()).ok().map(|(c, _)| c);
+            if let Some(c) = class {
                 report.insert("original_class".into(), json!(c));
             }
-            format!(
-                "{label}: {} updates, final loss {:.4}",
-                e.history.len(),
-                last.map_or(f64::NAN, |r| r.attack_loss)
-            )
+            // how many weights raise / lower the explained class, and the strongest one
+            let w = &e.outcome.variable;
+            let unit = if e.segments.is_some() {
+                "segments"
+            } else {
+                "entries"
+            };
+            let raise = w.iter().filter(|v| **v > e.support_threshold).count();
+            let lower = w.iter().filter(|v| **v < -e.support_threshold).count();
+            let top = w
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(i, v)| (i, *v));
+            let of = class.map_or_else(|| "the class".to_string(), |c| names.class(c));
+            match top {
+                Some((i, v)) if raise > 0 && e.segments.is_some() => format!(
+                    "{label}: {raise} of {} {unit} raise {of}, {lower} lower it (strongest: segment {i}, weight {v:.3}; fit loss {:.4})",
+                    w.len(),
+                    last.map_or(f64::NAN, |r| r.attack_loss)
+                ),
+                _ => format!(
+                    "{label}: {raise} of {} {unit} raise {of}, {lower} lower it (fit loss {:.4})",
+                    w.len(),
+                    last.map_or(f64::NAN, |r| r.attack_loss)
+                ),
+            }
         }
     };
     report.insert("mode".into(), json!(label));

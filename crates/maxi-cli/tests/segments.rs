@@ -213,3 +213,28 @@ fn list_shows_the_segmentations_and_lime() {
         assert!(text.contains(needle), "list lacks `{needle}`");
     }
 }
+
+#[test]
+fn imagenet_lime_config_explains_the_photo_with_named_classes() {
+    // the 224×224 photo through the preprocess chain: SqueezeNet's class, segments and weights
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("out");
+    let output = explain(&root().join("configs/imagenet_lime.toml"), &out);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let labels: Array2<i32> = read_npy(out.join("segments.npy")).expect("segments.npy");
+    let weights: Array1<f64> = read_npy(out.join("weights.npy")).expect("weights.npy");
+    assert_eq!(labels.shape(), &[224, 224]);
+    assert!((60..=140).contains(&weights.len()), "{}", weights.len());
+    assert!(out.join("segments.png").is_file() && out.join("weights.png").is_file());
+    let r = report(&out);
+    // the fixture README: photo 00 is class 243, 'bull mastiff'
+    assert_eq!(r["original_class"], 243);
+    assert_eq!(r["model_rows"], 1000);
+    let verdict = r["verdict"].as_str().expect("verdict");
+    assert!(verdict.contains("'bull mastiff'"), "{verdict}");
+    assert!(weights.iter().any(|w| *w > 0.01), "{weights}");
+}
