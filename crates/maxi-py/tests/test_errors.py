@@ -199,8 +199,11 @@ def test_ctrl_c_stops_a_run_in_rust_with_keyboard_interrupt():
     import sys
     import time as _time
 
+    # the child restores Python's own SIGINT handler: a shell that starts CI in the background
+    # hands its children SIGINT ignored, and Python then never raises KeyboardInterrupt
     script = f"""
-import sys, numpy as np, maxi
+import signal, sys, numpy as np, maxi
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {str(MNIST.parent.parent / "crates" / "maxi-py" / "tests")!r})
 from conftest import mnist_test_image
 g = maxi.ExplanationGenerator(loss="cem", optimizer="ao_exp_grad", gradient="urv",

@@ -97,7 +97,8 @@ def test_onnx_paths_give_the_clis_savepoints_bit_for_bit(maxi_cli, tmp_path, ima
 def test_onnxruntime_callable_matches_the_cli_on_onnxruntime(
     maxi_cli, tmp_path, image_2953, ort_dylib
 ):
-    cem = seed_generator(str(MNIST / "mnist_ae.onnx"))
+    # the CLI opens the AE with [model]'s backend (onnxruntime here): so does this side
+    cem = seed_generator(maxi.Model(str(MNIST / "mnist_ae.onnx"), backend="onnxruntime"))
     calls = []
     cnn = ort_callable(MNIST / "mnist_cnn.onnx")
 
