@@ -299,10 +299,16 @@ fn model_loader(cfg: &Config, overrides: ModelOverrides<'_>) -> maxi::ModelLoade
         .map(|t| json!(t))
         .or_else(|| cfg.model.kwargs.get("threads").cloned());
     Arc::new(move |path: &Path| {
+        if !path.is_file() {
+            return Err(MaxiError::ModelLoad {
+                path: path.display().to_string(),
+                message: "no such file; check the path (relative paths in a config are relative to the config file)".into(),
+            });
+        }
         let registry = maxi::registry::global()?;
         let entry = match &backend {
             Some(name) => registry.get::<ModelKind>(name)?,
-            None => return registry.load_model_file(path),
+            None => registry.model_backend_for(path)?,
         };
         let mut kw = Map::new();
         kw.insert("path".into(), json!(path.display().to_string()));
@@ -761,4 +767,76 @@ fn files_line(files: &[String], e: &Explanation) -> String {
         fixed.join(", "),
         its.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(model: Value) -> Config {
+        let v = json!({
+            "model": model,
+            "loss": {"name": "cem", "mode": "PP"},
+            "optimizer": {"name": "ao_exp_grad"},
+            "gradient": {"name": "urv"},
+        });
+        Config::from_value(v, Path::new("c.toml"), PathBuf::from(".")).expect("valid config")
+    }
+
+    fn ae() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/mnist/mnist_ae.onnx")
+    }
+
+    fn load(
+        cfg: &Config,
+        overrides: ModelOverrides<'_>,
+        path: &Path,
+    ) -> maxi::Result<Option<usize>> {
+        let model = model_loader(cfg, overrides)(path)?;
+        Ok(model.input_shape().map(|s| s.iter().product()))
+    }
+
+    #[test]
+    fn the_autoencoder_is_opened_with_the_threads_of_model_even_without_a_backend() {
+        // before: with no backend named, the AE was opened by extension and `threads` was dropped
+        let over = ModelOverrides {
+            backend: None,
+            threads: Some(257),
+        };
+        let e = load(&config(json!({})), over, &ae()).expect_err("257 threads are refused");
+        assert!(e.to_string().contains("at most 256"), "{e}");
+        let e = load(
+            &config(json!({"threads": 257})),
+            ModelOverrides::default(),
+            &ae(),
+        )
+        .expect_err("[model] threads reaches the AE");
+        assert!(e.to_string().contains("at most 256"), "{e}");
+        let two = ModelOverrides {
+            backend: None,
+            threads: Some(2),
+        };
+        assert_eq!(
+            load(&config(json!({})), two, &ae()).expect("opens"),
+            Some(784)
+        );
+    }
+
+    #[test]
+    fn a_missing_autoencoder_or_an_unknown_extension_is_named() {
+        let cfg = config(json!({}));
+        let e = load(
+            &cfg,
+            ModelOverrides::default(),
+            Path::new("no/such/ae.onnx"),
+        )
+        .expect_err("missing");
+        assert!(e.to_string().contains("no such file"), "{e}");
+        let e = load(&cfg, ModelOverrides::default(), Path::new("Cargo.toml"))
+            .expect_err("no backend opens .toml");
+        assert!(
+            e.to_string().contains("no model backend opens `.toml`"),
+            "{e}"
+        );
+    }
 }

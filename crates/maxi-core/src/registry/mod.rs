@@ -227,21 +227,15 @@ impl Registry {
             .cloned()
     }
 
-    /// Loads a model file with the backend registered for its extension.
-    pub fn load_model_file(&self, path: &Path) -> Result<Arc<dyn Model>> {
-        let shown = path.display().to_string();
-        if !path.is_file() {
-            return Err(MaxiError::ModelLoad {
-                path: shown,
-                message: "no such file; check the path (relative paths in a config are relative to the config file)".into(),
-            });
-        }
+    /// The model backend registered for `path`'s extension, or an error naming the file, the
+    /// extension and the backends there are.
+    pub fn model_backend_for(&self, path: &Path) -> Result<Arc<Entry<ModelKind>>> {
         let ext = path
             .extension()
             .and_then(|e| e.to_str())
             .unwrap_or_default()
             .to_string();
-        let entry = self.model_for_extension(&ext).ok_or_else(|| {
+        self.model_for_extension(&ext).ok_or_else(|| {
             let backends: Vec<&str> = self
                 .models
                 .entries
@@ -249,7 +243,7 @@ impl Registry {
                 .map(|e| e.meta.name.as_str())
                 .collect();
             MaxiError::ModelLoad {
-                path: shown.clone(),
+                path: path.display().to_string(),
                 message: format!(
                     "no model backend opens `.{ext}` files (backends: {}); link one, e.g. the `maxi` crate",
                     if backends.is_empty() {
@@ -259,7 +253,18 @@ impl Registry {
                     }
                 ),
             }
-        })?;
+        })
+    }
+
+    /// Loads a model file with the backend registered for its extension.
+    pub fn load_model_file(&self, path: &Path) -> Result<Arc<dyn Model>> {
+        if !path.is_file() {
+            return Err(MaxiError::ModelLoad {
+                path: path.display().to_string(),
+                message: "no such file; check the path (relative paths in a config are relative to the config file)".into(),
+            });
+        }
+        let entry = self.model_backend_for(path)?;
         let kwargs = Kwargs::new().set("path", path.display().to_string())?;
         entry
             .prepare(&kwargs)?
