@@ -544,18 +544,17 @@ fn summarise(
                 .max_by(|a, b| a.1.total_cmp(b.1))
                 .map(|(i, v)| (i, *v));
             let of = class.map_or_else(|| "the class".to_string(), |c| names.class(c));
-            match top {
-                Some((i, v)) if raise > 0 && e.segments.is_some() => format!(
-                    "{label}: {raise} of {} {unit} raise {of}, {lower} lower it (strongest: segment {i}, weight {v:.3}; fit loss {:.4})",
-                    w.len(),
-                    last.map_or(f64::NAN, |r| r.attack_loss)
-                ),
-                _ => format!(
-                    "{label}: {raise} of {} {unit} raise {of}, {lower} lower it (fit loss {:.4})",
-                    w.len(),
-                    last.map_or(f64::NAN, |r| r.attack_loss)
-                ),
-            }
+            let strongest = match top {
+                Some((i, v)) if raise > 0 && e.segments.is_some() => {
+                    format!("strongest: segment {i}, weight {v:.3}; ")
+                }
+                _ => String::new(),
+            };
+            format!(
+                "{label}: {raise} of {} {unit} raise {of}, {lower} lower it ({strongest}fit loss {:.4})",
+                w.len(),
+                last.map_or(f64::NAN, |r| r.attack_loss)
+            )
         }
     };
     report.insert("mode".into(), json!(label));

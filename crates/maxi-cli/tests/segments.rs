@@ -83,6 +83,19 @@ fn cifar10_lime_config_writes_segments_and_weights() {
     assert_eq!(r["explanation"]["class"], 3);
     // the surrogate explains: a weight that matters, and the image drawn as the heat map
     assert!(weights.iter().any(|w| w.abs() > 0.01), "{weights}");
+    // the verdict counts the segments and names the heaviest one
+    let verdict = r["verdict"].as_str().expect("verdict");
+    let (top, _) = weights
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .expect("weights");
+    for needle in [
+        format!(" of {} segments raise 'cat'", weights.len()),
+        format!("(strongest: segment {top}, weight {:.3}; fit loss", weights[top]),
+    ] {
+        assert!(verdict.contains(&needle), "{needle:?} not in {verdict:?}");
+    }
     // same seed, same bytes
     let again = tmp.path().join("again");
     assert!(
