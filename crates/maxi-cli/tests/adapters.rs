@@ -4,14 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use maxi::serde_json::{self, Value};
 
-fn maxi() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_maxi"));
-    cmd.env_remove("MAXI_PLUGIN_PATH");
-    cmd
-}
+mod common;
+use common::maxi;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -5,31 +5,11 @@ use std::path::Path;
 use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use maxi::serde_json::{self, Value};
 use ndarray_npy::WriteNpyExt;
 
-fn maxi() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_maxi"));
-    for v in [
-        "MAXI_PLUGIN_PATH",
-        "SLURM_ARRAY_TASK_ID",
-        "SLURM_ARRAY_TASK_COUNT",
-        "SLURM_ARRAY_TASK_MIN",
-        "JOB_COMPLETION_INDEX",
-        "MAXI_SHARD_COUNT",
-    ] {
-        cmd.env_remove(v);
-    }
-    cmd
-}
-
-fn cnn() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/mnist/mnist_cnn.onnx")
-        .display()
-        .to_string()
-}
+mod common;
+use common::{cnn, maxi};
 
 /// A short PP config: `num_iter` updates of 1 + `q` rows.
 fn config(dir: &Path, num_iter: usize, q: usize) -> String {

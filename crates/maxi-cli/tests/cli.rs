@@ -3,21 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use maxi::serde_json::{self, Value};
 
-fn maxi() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_maxi"));
-    cmd.env_remove("MAXI_PLUGIN_PATH");
-    cmd
-}
+mod common;
+use common::{cnn, maxi, report, stderr_of, stdout_of};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/mnist")
-}
-
-fn cnn() -> String {
-    fixtures().join("mnist_cnn.onnx").display().to_string()
 }
 
 /// Asserts that a run completed: exit 0, or 3 when it wrote its outputs but found no valid
@@ -72,19 +64,6 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).expect("write test file");
     p
-}
-
-fn report(out: &Path) -> Value {
-    let text = std::fs::read_to_string(out.join("report.json")).expect("report.json");
-    serde_json::from_str(&text).expect("report.json is JSON")
-}
-
-fn stderr_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn assert_empty_or_absent(dir: &Path) {

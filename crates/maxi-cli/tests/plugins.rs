@@ -4,24 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use maxi::serde_json::{self, Value};
 
-#[path = "../../maxi-plugin-host/tests/common/mod.rs"]
 mod common;
+use common::{cnn, maxi, stderr_of};
 
-fn maxi() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_maxi"));
-    cmd.env_remove("MAXI_PLUGIN_PATH");
-    cmd
-}
-
-fn cnn() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/mnist/mnist_cnn.onnx")
-        .display()
-        .to_string()
-}
+#[path = "../../maxi-plugin-host/tests/common/mod.rs"]
+mod plugin_fixtures;
 
 /// A short PP config on MNIST test image 2953 with the given [gradient] table body.
 fn config(dir: &Path, gradient: &str) -> PathBuf {
@@ -59,10 +48,6 @@ l2 = 0.0
     p
 }
 
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn empty_or_absent(dir: &Path) -> bool {
     !dir.exists()
         || std::fs::read_dir(dir)
@@ -72,12 +57,12 @@ fn empty_or_absent(dir: &Path) -> bool {
 
 #[test]
 fn plugin_components_show_up_in_list_before_or_after_the_subcommand() {
-    let so = common::example_plugin();
+    let so = plugin_fixtures::example_plugin();
     let out = maxi()
         .args(["--plugin", so.to_str().expect("path"), "list"])
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("urv_tutorial"));
 
     let out = maxi()
@@ -85,7 +70,7 @@ fn plugin_components_show_up_in_list_before_or_after_the_subcommand() {
         .arg(&so)
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     let list: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
     let entry = list
         .iter()
@@ -100,7 +85,7 @@ fn plugin_components_show_up_in_list_before_or_after_the_subcommand() {
 
 #[test]
 fn maxi_plugin_path_is_read_from_the_environment() {
-    let so = common::example_plugin();
+    let so = plugin_fixtures::example_plugin();
     let tmp = tempfile::tempdir().expect("tmp");
     // a folder holding only this plugin, and a file path
     let only = tmp.path().join("plugins");
@@ -112,14 +97,14 @@ fn maxi_plugin_path_is_read_from_the_environment() {
             .args(["list", "--kind", "gradient"])
             .output()
             .expect("run");
-        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(out.status.success(), "{}", stderr_of(&out));
         assert!(String::from_utf8_lossy(&out.stdout).contains("urv_tutorial"));
     }
 }
 
 #[test]
 fn explain_runs_with_the_tutorial_gradient_by_name() {
-    let so = common::example_plugin();
+    let so = plugin_fixtures::example_plugin();
     let tmp = tempfile::tempdir().expect("tmp");
     let cfg = config(tmp.path(), "name = \"urv_tutorial\"\nnum_iter = 20");
     let out_dir = tmp.path().join("out");
@@ -133,7 +118,11 @@ fn explain_runs_with_the_tutorial_gradient_by_name() {
         .output()
         .expect("run");
     // 0, or 3 when the short run found no valid explanation: either way it ran and wrote
-    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{}",
+        stderr_of(&out)
+    );
     let report: Value = serde_json::from_str(
         &std::fs::read_to_string(out_dir.join("report.json")).expect("report"),
     )
@@ -167,7 +156,11 @@ fn explain_runs_with_the_tutorial_gradient_by_name() {
         .arg(&out_dir2)
         .output()
         .expect("run");
-    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{}",
+        stderr_of(&out)
+    );
     let builtin: Value = serde_json::from_str(
         &std::fs::read_to_string(out_dir2.join("report.json")).expect("report"),
     )
@@ -180,8 +173,8 @@ fn load_faults_exit_2_and_name_the_file() {
     let tmp = tempfile::tempdir().expect("tmp");
     let not_a_lib = tmp.path().join("notes.so");
     std::fs::write(&not_a_lib, "not a library").expect("write");
-    let (_, no_entry) = common::faulty_plugins();
-    let so = common::example_plugin();
+    let (_, no_entry) = plugin_fixtures::faulty_plugins();
+    let so = plugin_fixtures::example_plugin();
     let twin = tmp.path().join("libtwin.so");
     std::fs::copy(&so, &twin).expect("copy");
     let missing = tmp.path().join("missing.so");
@@ -197,7 +190,7 @@ fn load_faults_exit_2_and_name_the_file() {
             cmd.arg("--plugin").arg(p);
         }
         let out = cmd.arg("list").output().expect("run");
-        let err = stderr(&out);
+        let err = stderr_of(&out);
         assert_eq!(out.status.code(), Some(2), "{plugins:?}: {err}");
         assert!(err.contains(needle), "{plugins:?}: {err}");
     }
@@ -205,8 +198,8 @@ fn load_faults_exit_2_and_name_the_file() {
 
 #[test]
 fn runtime_faults_exit_1_name_the_plugin_and_write_nothing() {
-    let (faulty, _) = common::faulty_plugins();
-    let faulty = common::private_copy(&faulty, "cli");
+    let (faulty, _) = plugin_fixtures::faulty_plugins();
+    let faulty = plugin_fixtures::private_copy(&faulty, "cli");
     for (fault, needle) in [
         ("panic_in_compute", "panic"),
         ("error_in_compute", "faulty"),
@@ -229,7 +222,7 @@ fn runtime_faults_exit_1_name_the_plugin_and_write_nothing() {
             .arg(&faulty)
             .output()
             .expect("run");
-        let err = stderr(&out);
+        let err = stderr_of(&out);
         assert_eq!(out.status.code(), Some(1), "{fault}: {err}");
         let name = faulty.file_name().and_then(|n| n.to_str()).expect("name");
         assert!(err.contains(name), "{fault}: {err}");
@@ -252,6 +245,6 @@ fn runtime_faults_exit_1_name_the_plugin_and_write_nothing() {
         .arg(&faulty)
         .output()
         .expect("run");
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("level"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("level"), "{}", stderr_of(&out));
 }

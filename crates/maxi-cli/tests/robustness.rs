@@ -3,21 +3,11 @@
 //! half-written or stray files. Runs the real binary on the bundled MNIST CNN.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-fn maxi() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_maxi"));
-    cmd.env_remove("MAXI_PLUGIN_PATH");
-    cmd
-}
-
-fn cnn() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/mnist/mnist_cnn.onnx")
-        .display()
-        .to_string()
-}
+mod common;
+use common::{cnn, maxi_std, mnist, stderr_of};
 
 /// A PP config on MNIST test image 2953 with `num_iter` updates of 1 + 10 rows; `loss`,
 /// `gradient`, `model` and `input` are appended to those tables.
@@ -57,10 +47,6 @@ sample_num = 10
     )
 }
 
-fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// Names in `dir` (none when it does not exist).
 fn names_in(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -79,7 +65,7 @@ fn expect_usage_error(files: &[(&str, &[u8])], args: &[&str], needles: &[&str]) 
     for (name, bytes) in files {
         std::fs::write(tmp.path().join(name), bytes).expect("write test file");
     }
-    let output = maxi()
+    let output = maxi_std()
         .current_dir(tmp.path())
         .arg("explain")
         .args(args)
@@ -150,7 +136,7 @@ fn non_finite_numbers_in_a_toml_config_are_refused_naming_table_key_and_file() {
     );
     let tmp = tempfile::tempdir().expect("tempdir");
     std::fs::write(tmp.path().join("c.json"), json("null", "1.0")).expect("write");
-    let out = maxi()
+    let out = maxi_std()
         .current_dir(tmp.path())
         .args(["explain", "-q", "--config", "c.json", "--out", "out"])
         .output()
@@ -247,14 +233,6 @@ fn huge_iteration_and_sample_counts_are_refused_before_the_run() {
     }
 }
 
-fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/mnist")
-        .join(name)
-        .display()
-        .to_string()
-}
-
 #[test]
 fn models_that_do_not_fit_are_usage_errors_found_before_the_run() {
     // before: the autoencoder as the classifier failed at run time (exit 1), and a bad AE
@@ -262,7 +240,7 @@ fn models_that_do_not_fit_are_usage_errors_found_before_the_run() {
     let cfg = toml(3, "", "", "", "");
     expect_usage_error(
         &[("c.toml", cfg.as_bytes())],
-        &["--config", "c.toml", "--model", &fixture("mnist_ae.onnx")],
+        &["--config", "c.toml", "--model", &mnist("mnist_ae.onnx")],
         &["`model`", "[1, 28, 28, 1]", "class scores", "output = NAME"],
     );
     let cfg =
@@ -416,7 +394,7 @@ fn a_png_deflate_bomb_is_refused_from_its_header() {
 /// Starts a long run writing to `dir/out` and waits until its staging folder exists.
 fn start_long_run(dir: &Path) -> (Child, PathBuf) {
     std::fs::write(dir.join("c.toml"), toml(1_000_000, "", "", "", "")).expect("config");
-    let child = maxi()
+    let child = maxi_std()
         .current_dir(dir)
         .args(["explain", "--config", "c.toml", "--out", "out"])
         .stdout(Stdio::piped())
@@ -462,7 +440,7 @@ fn staging_folders_of_killed_runs_are_removed_by_the_next_run() {
     child.wait().expect("wait");
     assert!(staging.is_dir(), "SIGKILL leaves the staging folder");
     std::fs::write(tmp.path().join("short.toml"), toml(3, "", "", "", "")).expect("config");
-    let out = maxi()
+    let out = maxi_std()
         .current_dir(tmp.path())
         .args(["explain", "-q", "--config", "short.toml", "--out", "out"])
         .output()
@@ -485,7 +463,7 @@ fn a_full_stdout_after_a_complete_write_is_a_warning_not_a_failure() {
         .write(true)
         .open("/dev/full")
         .expect("/dev/full");
-    let out = maxi()
+    let out = maxi_std()
         .current_dir(tmp.path())
         .args(["explain", "--config", "c.toml", "--out", "out"])
         .stdout(full)

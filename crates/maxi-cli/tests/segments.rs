@@ -2,25 +2,13 @@
 //! segment) through the `maxi` binary, their outputs, the bundled copies, and the errors of a
 //! bad `[segmentation]`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use assert_cmd::Command;
 use maxi::ndarray::{Array1, Array2};
-use maxi::serde_json::{self, Value};
 use ndarray_npy::read_npy;
 
-fn maxi() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_maxi"));
-    cmd.env_remove("MAXI_PLUGIN_PATH");
-    cmd
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
-}
+mod common;
+use common::{maxi, report, root};
 
 fn explain(config: &Path, out: &Path) -> std::process::Output {
     maxi()
@@ -30,11 +18,6 @@ fn explain(config: &Path, out: &Path) -> std::process::Output {
         .arg(out)
         .output()
         .expect("run")
-}
-
-fn report(out: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report.json"))
-        .expect("JSON")
 }
 
 /// Checks the segmentation outputs and returns the labels and weights.
@@ -92,7 +75,10 @@ fn cifar10_lime_config_writes_segments_and_weights() {
         .expect("weights");
     for needle in [
         format!(" of {} segments raise 'cat'", weights.len()),
-        format!("(strongest: segment {top}, weight {:.3}; fit loss", weights[top]),
+        format!(
+            "(strongest: segment {top}, weight {:.3}; fit loss",
+            weights[top]
+        ),
     ] {
         assert!(verdict.contains(&needle), "{needle:?} not in {verdict:?}");
     }
