@@ -16,52 +16,30 @@ WHAT=${1:-all}
 mkdir -p "$WORK"
 [ -x "$MAXI" ] || (cd "$ROOT" && cargo build --release -p maxi-cli)
 
-config() {  # config FILE NUM_ITER SAMPLE_NUM: the main job's PP settings, no search
-    cat >"$1" <<EOT
-[generator]
-num_iter = $2
-save_freq = 30
-seed = 0
-[model]
-path = "$ROOT/fixtures/mnist/mnist_cnn.onnx"
-[input]
-pixel_range = [-0.5, 0.5]
-[loss]
-name = "cem"
-mode = "PP"
-c = 10.0
-K = 2.0
-gamma = 0.0
-no_info_val = -0.5
-x0 = "zeros"
-variable = "fraction"
-[optimizer]
-name = "ao_exp_grad"
-l1 = 1.0
-l2 = 0.0
-[gradient]
-name = "urv"
-sample_num = $3
-skip_fixed = true
-EOT
+SHORT=$ROOT/configs/mnist_pp_short.toml  # the main job's PP settings: 60 updates of 1 + 49 rows
+
+tiny() {  # tiny FILE: the short config with 2 updates of 1 + 4 rows (model path made absolute)
+    sed -e 's/^num_iter = 60$/num_iter = 2/' -e 's/^sample_num = 49$/sample_num = 4/' \
+        -e "s|^path = \"\.\./|path = \"$ROOT/|" "$SHORT" >"$1"
+    grep -q '^num_iter = 2$' "$1" && grep -q '^sample_num = 4$' "$1" && grep -q "^path = \"$ROOT/" "$1" ||
+        { echo "batch-bench: $SHORT no longer has the lines tiny() rewrites" >&2; exit 1; }
 }
 
 now() { date +%s.%N; }
 
 if [ "$WHAT" = throughput ] || [ "$WHAT" = all ]; then
-    config "$WORK/short.toml" 60 49
     echo "== backend: ${BACKEND:-default}"
     echo "== $N x maxi explain (one process per digit), config: 60 updates of 1 + 49 rows"
     rm -rf "$WORK/explain"
     t0=$(now)
     for i in $(seq 0 $((N - 1))); do
-        "$MAXI" explain --config "$WORK/short.toml" --input "mnist:$i" --out "$WORK/explain/$i" --quiet ${BACKEND:+--backend "$BACKEND"} ||
+        "$MAXI" explain --config "$SHORT" --input "mnist:$i" --out "$WORK/explain/$i" --quiet ${BACKEND:+--backend "$BACKEND"} ||
             [ $? = 3 ]  # 3: finished without a valid explanation (outputs written)
     done
     t1=$(now)
     echo "== maxi batch over mnist:0..$N"
     rm -rf "$WORK/batch"
-    "$MAXI" batch --config "$WORK/short.toml" --inputs "mnist:0..$N" --out "$WORK/batch" --quiet ${BACKEND:+--backend "$BACKEND"}
+    "$MAXI" batch --config "$SHORT" --inputs "mnist:0..$N" --out "$WORK/batch" --quiet ${BACKEND:+--backend "$BACKEND"}
     t2=$(now)
     python3 - "$t0" "$t1" "$t2" "$N" <<'EOT'
 import sys
@@ -74,7 +52,7 @@ EOT
 fi
 
 if [ "$WHAT" = memory ] || [ "$WHAT" = all ]; then
-    config "$WORK/tiny.toml" 2 4
+    tiny "$WORK/tiny.toml"
     for n in 100 10000; do
         rm -rf "$WORK/mem-$n"
         /usr/bin/time -v "$MAXI" batch --config "$WORK/tiny.toml" --inputs "mnist:0..$n" \

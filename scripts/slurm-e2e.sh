@@ -5,7 +5,7 @@
 # merges the shards, and checks that every input is present exactly once and that the merged
 # results equal a single-process run's.
 #
-#   scripts/slurm-e2e.sh                     # the short config below (CI-sized)
+#   scripts/slurm-e2e.sh                     # configs/mnist_pp_short.toml (CI-sized)
 #   CONFIG=configs/mnist_pp.toml scripts/slurm-e2e.sh   # the full main job (much longer)
 #
 # Environment: MAXI (the binary; default target/release/maxi, built if missing), CONFIG,
@@ -120,39 +120,8 @@ for i in $(seq 100); do
 done
 sinfo
 
-CONFIG=${CONFIG:-}
-if [ -z "$CONFIG" ]; then
-    # the main job's PP settings, shortened: 60 updates of 1 + 49 rows, no search
-    CONFIG=$WORK/short_pp.toml
-    cat >"$CONFIG" <<EOF
-[generator]
-num_iter = 60
-save_freq = 30
-seed = 0
-[model]
-path = "$ROOT/fixtures/mnist/mnist_cnn.onnx"
-[input]
-pixel_range = [-0.5, 0.5]
-[loss]
-name = "cem"
-mode = "PP"
-c = 10.0
-K = 2.0
-gamma = 0.0
-no_info_val = -0.5
-x0 = "zeros"
-variable = "fraction"
-[optimizer]
-name = "ao_exp_grad"
-l1 = 1.0
-l2 = 0.0
-eta = 1.0
-[gradient]
-name = "urv"
-sample_num = 49
-skip_fixed = true
-EOF
-fi
+# default: the main job's PP settings, shortened (60 updates of 1 + 49 rows, no search)
+CONFIG=${CONFIG:-$ROOT/configs/mnist_pp_short.toml}
 CONFIG=$(cd "$(dirname "$CONFIG")" && pwd)/$(basename "$CONFIG")
 
 say "sbatch --array=0-$((TASKS - 1)) over $INPUTS (each task: 1 CPU, maxi batch --threads 1)"
