@@ -115,6 +115,21 @@ pub fn prox(z: f64, threshold: f64, beta: f64, b: f64) -> f64 {
     sign(z) * v
 }
 
+/// One exponentiated-gradient coordinate update: `x` mapped to the mirror space, moved by
+/// `descent` (the scaled gradient step), pulled back through [`prox`] with the penalties
+/// `threshold` and `b`, and clamped to `[lo, hi]`.
+pub fn mirror_step(
+    x: f64,
+    descent: f64,
+    threshold: f64,
+    beta: f64,
+    b: f64,
+    lo: f64,
+    hi: f64,
+) -> f64 {
+    prox(mirror(x, beta) - descent, threshold, beta, b).clamp(lo, hi)
+}
+
 /// Checks the penalty weights and step-size scale every optimiser of the family takes:
 /// `l1, l2` finite and ≥ 0, `eta` finite and > 0.
 pub fn check_penalties(l1: f64, l2: f64, eta: f64) -> std::result::Result<(), KwargProblem> {

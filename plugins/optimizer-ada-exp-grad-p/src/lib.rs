@@ -31,7 +31,7 @@ use maxi_core::{
     Bounds, Factory, KwargProblem, KwargsSpec, Optimizer, OptimizerContext, OptimizerKind,
     Regularization, Result, Valid, register_optimizer,
 };
-use maxi_expgrad::{check_penalties, check_start, mirror, prox};
+use maxi_expgrad::{check_penalties, check_start, mirror_step};
 use serde::{Deserialize, Serialize};
 
 fn default_l1() -> f64 {
@@ -146,8 +146,7 @@ impl Optimizer for AdaExpGradP {
             .and(&self.lower)
             .and(&self.upper)
             .for_each(|v, &x, &g, &lo, &hi| {
-                let z = mirror(x, beta) - g / eta_t;
-                *v = prox(z, threshold, beta, b).clamp(lo, hi);
+                *v = mirror_step(x, g / eta_t, threshold, beta, b, lo, hi);
             });
         let (mut l1_x, mut l1_v, mut l1_diff) = (0.0, 0.0, 0.0);
         Zip::from(&self.x).and(&self.v).for_each(|&x, &v| {

@@ -12,7 +12,7 @@ use maxi_core::{
     Bounds, Factory, KwargProblem, KwargsSpec, Optimizer, OptimizerContext, OptimizerKind,
     Regularization, Result, Valid, register_optimizer,
 };
-use maxi_expgrad::{check_penalties, check_start, max_abs, mirror, prox};
+use maxi_expgrad::{check_penalties, check_start, max_abs, mirror_step};
 use serde::{Deserialize, Serialize};
 
 fn default_l1() -> f64 {
@@ -126,8 +126,7 @@ impl Optimizer for AdaExpGrad {
             .and(&self.lower)
             .and(&self.upper)
             .for_each(|x, &g, &lo, &hi| {
-                let z = mirror(*x, beta) - g / alpha;
-                *x = prox(z, threshold, beta, b).clamp(lo, hi);
+                *x = mirror_step(*x, g / alpha, threshold, beta, b, lo, hi);
             });
         // From t = 1 on (weight 1 on x at t = 1), y is a convex combination of points in the
         // box; the clamp only removes rounding overshoot.

@@ -14,7 +14,7 @@ use maxi_core::{
     Bounds, Factory, KwargProblem, KwargsSpec, Optimizer, OptimizerContext, OptimizerKind,
     Regularization, Result, Valid, register_optimizer,
 };
-use maxi_expgrad::{check_penalties, check_start, max_abs, mirror, prox};
+use maxi_expgrad::{check_penalties, check_start, max_abs, mirror_step};
 use serde::{Deserialize, Serialize};
 
 fn default_l1() -> f64 {
@@ -138,8 +138,8 @@ impl Optimizer for AoExpGrad {
             .and(&self.lower)
             .and(&self.upper)
             .for_each(|x, &g, &h, &lo, &hi| {
-                let z = mirror(*x, beta) - (t * g - t * h + (t + 1.0) * g) / alpha;
-                *x = prox(z, threshold, beta, b).clamp(lo, hi);
+                let descent = (t * g - t * h + (t + 1.0) * g) / alpha;
+                *x = mirror_step(*x, descent, threshold, beta, b, lo, hi);
             });
         // From t = 1 on (wx = 1 at t = 1), y is a convex combination of points in the box; the
         // clamp only removes rounding overshoot.
