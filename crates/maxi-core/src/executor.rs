@@ -245,8 +245,10 @@ struct Pending {
 /// Valid iterates [`Finished::valid`] keeps.
 pub const RUNNERS_UP: usize = 8;
 
-#[derive(Default)]
+/// The run's best, runners-up, lowest and last iterates.
 struct Tracker {
+    /// Entries above this count as support (the problem's, computed once per run).
+    threshold: f64,
     best_valid: Option<Scored>,
     valid: Vec<Scored>,
     lowest: Option<Scored>,
@@ -255,8 +257,18 @@ struct Tracker {
 }
 
 impl Tracker {
+    fn new(threshold: f64) -> Self {
+        Tracker {
+            threshold,
+            best_valid: None,
+            valid: Vec::new(),
+            lowest: None,
+            last: None,
+            improved_at: 0,
+        }
+    }
+
     fn see(&mut self, s: Scored) {
-        self.last = Some(s.clone());
         if s.value.valid == Some(true)
             && self
                 .best_valid
@@ -284,8 +296,9 @@ impl Tracker {
             .as_ref()
             .is_none_or(|b| s.value.value <= b.value.value)
         {
-            self.lowest = Some(s);
+            self.lowest = Some(s.clone());
         }
+        self.last = Some(s);
     }
 }
 
@@ -401,7 +414,7 @@ impl<'a> Executor<'a> {
         let size = Size::of(
             p.iterate.view(),
             value.value,
-            self.problem.support_threshold(),
+            tracker.threshold,
             reg,
             self.floor,
         );
@@ -476,7 +489,7 @@ impl<'a> Executor<'a> {
         };
         self.observers.iter().for_each(|o| o.on_start(&info));
         let reg = self.optimizer.regularization();
-        let mut tracker = Tracker::default();
+        let mut tracker = Tracker::new(self.problem.support_threshold());
         let mut pending: Option<Pending> = None;
         let mut stop = StopReason::Completed;
         // model rows per loss row, learnt from the first gradient (1 until then)

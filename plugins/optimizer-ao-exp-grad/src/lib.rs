@@ -14,7 +14,7 @@ use maxi_core::{
     Bounds, Factory, KwargProblem, KwargsSpec, Optimizer, OptimizerContext, OptimizerKind,
     Regularization, Result, Valid, register_optimizer,
 };
-use maxi_expgrad::{check_penalties, check_start, max_abs, mirror_step};
+use maxi_expgrad::{check_penalties, check_start, mirror_step};
 use serde::{Deserialize, Serialize};
 
 fn default_l1() -> f64 {
@@ -122,7 +122,9 @@ impl Optimizer for AoExpGrad {
         self.s_sum += self.t;
         let t = self.t;
 
-        let diff = max_abs(Zip::from(&g).and(&self.h).map_collect(|g, h| g - h).iter());
+        let diff = Zip::from(&g)
+            .and(&self.h)
+            .fold(0.0f64, |m, g, h| m.max((g - h).abs()));
         self.lambda += (t * diff).powi(2);
         let mut alpha = self.eta * self.lambda.sqrt() / self.ln_d1.sqrt();
         if alpha == 0.0 {
