@@ -10,7 +10,8 @@
 //! The directions do not depend on the point: when another request follows
 //! ([`Request::more`]), the next call's directions are drawn on a background thread while the
 //! loss (the model) evaluates the current batch. They come from the same generator in the same
-//! order as when drawn in line, so the estimate is bit-identical either way.
+//! order as when drawn in line, so the estimate is bit-identical either way. How the thread
+//! waits for its jobs without costing the caller a wake-up: the `prefetch` module.
 //!
 //! Large inputs: when a batch of `1 + q` rows would take more than [`POINTS_BUDGET`] bytes of
 //! f64 points (about 26,000 entries per row at q = 100, e.g. a 224×224×3 photo), the rows go
@@ -22,9 +23,6 @@
 //! 0.6 MB per batch) take the one-call path unchanged.
 #![warn(missing_docs)]
 
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::thread::JoinHandle;
-
 use maxi_core::ndarray::{ArrayD, ArrayViewMutD, IxDyn};
 use maxi_core::{
     Assessed, Estimate, Factory, Gradient, GradientContext, GradientKind, MaxiError, MaxiRng,
@@ -34,6 +32,9 @@ use maxi_directions::fill_gaussian_directions;
 use maxi_directions::normal::NormalSampler;
 
 pub use maxi_directions::DirectionKwargs;
+
+mod prefetch;
+use prefetch::Prefetcher;
 
 /// Kwargs of [`Urv`] (`mu`, `sample_num` alias `num_iter`, `batch_num`, `batch_mode`, `seed`).
 pub type UrvKwargs = DirectionKwargs;
@@ -116,81 +117,6 @@ impl Directions {
             .zip(self.inv_norm.iter_mut())
         {
             fill_gaussian_directions(zj, d, std::slice::from_mut(inv), sampler);
-        }
-    }
-}
-
-/// What the drawing thread is handed: a sampler, a buffer to fill, `q` and `d`.
-type Job = (Box<NormalSampler>, Directions, usize, usize);
-
-/// A background thread that draws the next call's directions.
-struct Prefetcher {
-    jobs: Option<Sender<Job>>,
-    done: Receiver<Directions>,
-    worker: Option<JoinHandle<()>>,
-    /// A job was sent and its result not yet taken.
-    busy: bool,
-}
-
-impl Prefetcher {
-    /// Starts the thread; `None` when the system refuses one (directions are then drawn in
-    /// line).
-    fn start() -> Option<Self> {
-        let (jobs, todo) = channel::<Job>();
-        let (finished, done) = channel();
-        let worker = std::thread::Builder::new()
-            .name("maxi-urv-directions".into())
-            .spawn(move || {
-                while let Ok((mut sampler, mut dirs, q, d)) = todo.recv() {
-                    dirs.draw(q, d, &mut sampler);
-                    if finished.send(dirs).is_err() {
-                        break;
-                    }
-                }
-            })
-            .ok()?;
-        Some(Prefetcher {
-            jobs: Some(jobs),
-            done,
-            worker: Some(worker),
-            busy: false,
-        })
-    }
-
-    /// Sends a job; gives the sampler back when the thread is gone.
-    fn send(
-        &mut self,
-        sampler: Box<NormalSampler>,
-        dirs: Directions,
-        q: usize,
-        d: usize,
-    ) -> std::result::Result<(), Box<NormalSampler>> {
-        let Some(jobs) = &self.jobs else {
-            return Err(sampler);
-        };
-        match jobs.send((sampler, dirs, q, d)) {
-            Ok(()) => {
-                self.busy = true;
-                Ok(())
-            }
-            Err(returned) => Err(returned.0.0),
-        }
-    }
-
-    fn take(&mut self) -> Option<Directions> {
-        if !std::mem::take(&mut self.busy) {
-            return None;
-        }
-        self.done.recv().ok()
-    }
-}
-
-impl Drop for Prefetcher {
-    fn drop(&mut self) {
-        // closing the job channel ends the worker's loop
-        self.jobs = None;
-        if let Some(w) = self.worker.take() {
-            let _ = w.join();
         }
     }
 }
@@ -400,13 +326,9 @@ impl Urv {
             z: Vec::new(),
             inv_norm: Vec::new(),
         });
-        let sent = match self.prefetcher.as_mut() {
+        match self.prefetcher.as_mut() {
             Some(p) => p.send(sampler, buffer, q, d),
-            None => Err(sampler),
-        };
-        if let Err(sampler) = sent {
-            self.prefetcher = None;
-            self.held = Some(sampler);
+            None => self.held = Some(sampler),
         }
     }
 }
@@ -453,7 +375,10 @@ fn accumulate(g: &mut [f64], w: f64, z: &[f32], free: Option<&[usize]>) {
 }
 
 fn contiguous(v: &maxi_core::ndarray::ArrayViewD<'_, f64>) -> Vec<f64> {
-    v.iter().copied().collect()
+    match v.as_slice() {
+        Some(flat) => flat.to_vec(),
+        None => v.iter().copied().collect(),
+    }
 }
 
 impl Gradient for Urv {
