@@ -130,6 +130,17 @@ pub fn change_picture(delta: &[f64], l: &Layout, scale: u32) -> RgbImage {
     picture(&stretched_change(delta, l), &grey, scale, |v| v)
 }
 
+/// One pixel's channels (mapped to `[0, 1]` by `to_unit`) as a grey level in `[0, 255·dim]`.
+fn dimmed_grey(pixel: &[f64], to_unit: &impl Fn(f64) -> f64, dim: f64) -> f64 {
+    pixel
+        .iter()
+        .map(|v| to_unit(*v).clamp(0.0, 1.0))
+        .sum::<f64>()
+        / pixel.len() as f64
+        * dim
+        * 255.0
+}
+
 /// `base` (`[H, W, C]`, mapped to `[0, 1]` by `to_unit`) in grey scaled by `dim`, blended
 /// towards `colour` where `delta` changes it (in proportion to the stretched change).
 pub fn overlay(
@@ -145,13 +156,7 @@ pub fn overlay(
     let a = stretched_change(delta, l);
     let mut img = RgbImage::new(dim_u32(l.width), dim_u32(l.height));
     for (i, px) in img.pixels_mut().enumerate() {
-        let g = base[i * c..(i + 1) * c]
-            .iter()
-            .map(|v| to_unit(*v).clamp(0.0, 1.0))
-            .sum::<f64>()
-            / c as f64
-            * dim
-            * 255.0;
+        let g = dimmed_grey(&base[i * c..(i + 1) * c], &to_unit, dim);
         let mix = |k: usize| ((1.0 - a[i]) * g + a[i] * f64::from(colour[k])).round() as u8;
         *px = Rgb([mix(0), mix(1), mix(2)]);
     }
@@ -260,13 +265,7 @@ pub fn segment_heatmap(
     let flat: Vec<i32> = labels.iter().copied().collect();
     let mut img = RgbImage::new(dim_u32(l.width), dim_u32(l.height));
     for (i, px) in img.pixels_mut().enumerate() {
-        let g = base[i * c..(i + 1) * c]
-            .iter()
-            .map(|v| to_unit(*v).clamp(0.0, 1.0))
-            .sum::<f64>()
-            / c as f64
-            * 0.6
-            * 255.0;
+        let g = dimmed_grey(&base[i * c..(i + 1) * c], &to_unit, 0.6);
         let label = flat.get(i).copied().unwrap_or(0);
         let wv = weights.get(label as usize).copied().unwrap_or(0.0) * inv;
         let colour = if wv >= 0.0 {
