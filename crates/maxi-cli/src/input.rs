@@ -163,6 +163,30 @@ fn load_npy(path: &Path) -> CliResult<ArrayD<f64>> {
     })
 }
 
+/// The layout an image input is read into: the model's (an error when the model does not take
+/// images), else the image's own `h`×`w`×`channels`, channels last.
+pub(crate) fn image_target(
+    model_shape: Option<&[usize]>,
+    shown: &str,
+    h: usize,
+    w: usize,
+    channels: usize,
+) -> CliResult<Layout> {
+    match model_shape {
+        None => Ok(Layout {
+            height: h,
+            width: w,
+            channels,
+            channels_first: false,
+        }),
+        Some(s) => layout(s).ok_or_else(|| {
+            CliError::usage(format!(
+                "input {shown} is an image but the model takes items of shape {s:?}, not an image; give a .npy input"
+            ))
+        }),
+    }
+}
+
 fn load_png(
     path: &Path,
     model_shape: Option<&[usize]>,
@@ -199,19 +223,7 @@ pub fn decode_png(
     let (w, h) = (w32 as usize, h32 as usize);
     let is_grey = !decoder.color_type().has_color();
     let channels = if is_grey { 1 } else { 3 };
-    let target: Layout = match model_shape {
-        None => Layout {
-            height: h,
-            width: w,
-            channels,
-            channels_first: false,
-        },
-        Some(s) => layout(s).ok_or_else(|| {
-            CliError::usage(format!(
-                "input {shown} is an image but the model takes items of shape {s:?}, not an image; give a .npy input"
-            ))
-        })?,
-    };
+    let target = image_target(model_shape, shown, h, w, channels)?;
     if (target.height, target.width) != (h, w) {
         return Err(CliError::usage(format!(
             "input {shown} is {w}×{h} pixels but the model takes {}×{} images; resize the image",

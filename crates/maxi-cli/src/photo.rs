@@ -11,7 +11,7 @@ use maxi::ndarray::{ArrayD, IxDyn};
 use maxi::serde_json::Value;
 
 use crate::error::{CliError, CliResult};
-use crate::render::{Layout, layout};
+use crate::input::image_target;
 
 /// The largest `resize` or `crop` accepted (pixels per side).
 pub const MAX_SIDE: u32 = 4096;
@@ -102,19 +102,8 @@ pub fn load(
         })?;
     let img = opts.apply(img, &shown)?;
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let target: Layout = match model_shape {
-        None => Layout {
-            height: h,
-            width: w,
-            channels: if img.color().has_color() { 3 } else { 1 },
-            channels_first: false,
-        },
-        Some(s) => layout(s).ok_or_else(|| {
-            CliError::usage(format!(
-                "input {shown} is an image but the model takes items of shape {s:?}, not an image; give a .npy input"
-            ))
-        })?,
-    };
+    let channels = if img.color().has_color() { 3 } else { 1 };
+    let target = image_target(model_shape, &shown, h, w, channels)?;
     if (target.height, target.width) != (h, w) {
         return Err(CliError::usage(format!(
             "input {shown} is {w}×{h} pixels (after resize/crop) but the model takes {}×{} \
