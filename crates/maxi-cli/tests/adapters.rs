@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use maxi::serde_json::{self, Value};
 
 mod common;
-use common::maxi;
+use common::{maxi, pp_toml};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -32,31 +32,13 @@ fn run_config(name: &str, toml: &str) -> (std::process::Output, PathBuf) {
 }
 
 fn mnist_region(region: &str) -> String {
-    format!(
-        r#"[generator]
-num_iter = 4
-seed = 1
-[model]
-path = "{cnn}"
-region = {region}
-[input]
-path = "mnist:2953"
-[loss]
-name = "cem"
-mode = "PP"
-c = 10.0
-K = 2.0
-gamma = 0.0
-no_info_val = -0.5
-[optimizer]
-name = "ao_exp_grad"
-l1 = 1.0
-l2 = 0.0
-[gradient]
-name = "urv"
-sample_num = 10
-"#,
-        cnn = fixtures().join("mnist/mnist_cnn.onnx").display()
+    pp_toml(
+        "num_iter = 4\nseed = 1",
+        &format!("region = {region}"),
+        "path = \"mnist:2953\"",
+        "no_info_val = -0.5",
+        "l2 = 0.0",
+        "name = \"urv\"\nsample_num = 10",
     )
 }
 

@@ -9,40 +9,17 @@ use maxi::serde_json::{self, Value};
 use ndarray_npy::WriteNpyExt;
 
 mod common;
-use common::{cnn, maxi};
+use common::{maxi, pp_toml};
 
 /// A short PP config: `num_iter` updates of 1 + `q` rows.
 fn config(dir: &Path, num_iter: usize, q: usize) -> String {
-    let text = format!(
-        r#"[generator]
-num_iter = {num_iter}
-save_freq = 5
-seed = 3
-
-[model]
-path = "{cnn}"
-
-[input]
-pixel_range = [-0.5, 0.5]
-
-[loss]
-name = "cem"
-mode = "PP"
-c = 10.0
-K = 2.0
-gamma = 0.0
-no_info_val = -0.5
-
-[optimizer]
-name = "ao_exp_grad"
-l1 = 1.0
-l2 = 0.0
-
-[gradient]
-name = "urv"
-sample_num = {q}
-"#,
-        cnn = cnn()
+    let text = pp_toml(
+        &format!("num_iter = {num_iter}\nsave_freq = 5\nseed = 3"),
+        "",
+        "pixel_range = [-0.5, 0.5]",
+        "no_info_val = -0.5",
+        "l2 = 0.0",
+        &format!("name = \"urv\"\nsample_num = {q}"),
     );
     let p = dir.join("short.toml");
     std::fs::write(&p, text).expect("write config");

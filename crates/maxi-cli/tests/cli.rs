@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use maxi::serde_json::{self, Value};
 
 mod common;
-use common::{cnn, maxi, report, stderr_of, stdout_of};
+use common::{cnn, maxi, pp_toml, report, stderr_of, stdout_of};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/mnist")
@@ -26,37 +26,13 @@ fn completed(o: &std::process::Output) {
 
 /// A short PP config (TOML) on MNIST test image 2953; `extra` is appended to [loss].
 fn short_toml(extra_loss: &str) -> String {
-    format!(
-        r#"[generator]
-num_iter = 10
-save_freq = 5
-seed = 3
-
-[model]
-path = "{cnn}"
-
-[input]
-path = "mnist:2953"
-
-[loss]
-name = "cem"
-mode = "PP"
-c = 10.0
-K = 2.0
-gamma = 0.0
-no_info_val = -0.5
-{extra_loss}
-
-[optimizer]
-name = "ao_exp_grad"
-l1 = 1.0
-l2 = 0.0
-
-[gradient]
-name = "urv"
-sample_num = 10
-"#,
-        cnn = cnn()
+    pp_toml(
+        "num_iter = 10\nsave_freq = 5\nseed = 3",
+        "",
+        "path = \"mnist:2953\"",
+        &format!("no_info_val = -0.5\n{extra_loss}"),
+        "l2 = 0.0",
+        "name = \"urv\"\nsample_num = 10",
     )
 }
 

@@ -7,41 +7,20 @@ use std::path::{Path, PathBuf};
 use maxi::serde_json::{self, Value};
 
 mod common;
-use common::{cnn, maxi, stderr_of};
+use common::{maxi, pp_toml, stderr_of};
 
 #[path = "../../maxi-plugin-host/tests/common/mod.rs"]
 mod plugin_fixtures;
 
 /// A short PP config on MNIST test image 2953 with the given [gradient] table body.
 fn config(dir: &Path, gradient: &str) -> PathBuf {
-    let text = format!(
-        r#"[generator]
-num_iter = 8
-seed = 5
-
-[model]
-path = "{cnn}"
-
-[input]
-path = "mnist:2953"
-
-[loss]
-name = "cem"
-mode = "PP"
-c = 10.0
-K = 2.0
-gamma = 0.0
-no_info_val = -0.5
-
-[optimizer]
-name = "ao_exp_grad"
-l1 = 1.0
-l2 = 0.0
-
-[gradient]
-{gradient}
-"#,
-        cnn = cnn()
+    let text = pp_toml(
+        "num_iter = 8\nseed = 5",
+        "",
+        "path = \"mnist:2953\"",
+        "no_info_val = -0.5",
+        "l2 = 0.0",
+        gradient,
     );
     let p = dir.join("cfg.toml");
     std::fs::write(&p, text).expect("config");

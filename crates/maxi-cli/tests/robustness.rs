@@ -7,43 +7,18 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{cnn, maxi_std, mnist, stderr_of};
+use common::{cnn, maxi_std, mnist, pp_toml, stderr_of};
 
 /// A PP config on MNIST test image 2953 with `num_iter` updates of 1 + 10 rows; `loss`,
 /// `gradient`, `model` and `input` are appended to those tables.
 fn toml(num_iter: usize, loss: &str, gradient: &str, model: &str, input: &str) -> String {
-    format!(
-        r#"[generator]
-num_iter = {num_iter}
-save_freq = 5
-seed = 3
-
-[model]
-path = "{cnn}"
-{model}
-
-[input]
-path = "mnist:2953"
-{input}
-
-[loss]
-name = "cem"
-mode = "PP"
-c = 10.0
-K = 2.0
-gamma = 0.0
-{loss}
-
-[optimizer]
-name = "ao_exp_grad"
-l1 = 1.0
-
-[gradient]
-name = "urv"
-sample_num = 10
-{gradient}
-"#,
-        cnn = cnn()
+    pp_toml(
+        &format!("num_iter = {num_iter}\nsave_freq = 5\nseed = 3"),
+        model,
+        &format!("path = \"mnist:2953\"\n{input}"),
+        loss,
+        "",
+        &format!("name = \"urv\"\nsample_num = 10\n{gradient}"),
     )
 }
 

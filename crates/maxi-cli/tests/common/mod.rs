@@ -68,3 +68,44 @@ pub fn stderr_of(out: &std::process::Output) -> String {
 pub fn stdout_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A short CEM pertinent-positive config on the bundled MNIST CNN with AO-ExpGrad (`c = 10`,
+/// `K = 2`, `gamma = 0`, `l1 = 1`); each argument holds the rest of its table.
+pub fn pp_toml(
+    generator: &str,
+    model: &str,
+    input: &str,
+    loss: &str,
+    optimizer: &str,
+    gradient: &str,
+) -> String {
+    format!(
+        r#"[generator]
+{generator}
+
+[model]
+path = "{cnn}"
+{model}
+
+[input]
+{input}
+
+[loss]
+name = "cem"
+mode = "PP"
+c = 10.0
+K = 2.0
+gamma = 0.0
+{loss}
+
+[optimizer]
+name = "ao_exp_grad"
+l1 = 1.0
+{optimizer}
+
+[gradient]
+{gradient}
+"#,
+        cnn = cnn()
+    )
+}
