@@ -299,25 +299,11 @@ fn model_loader(cfg: &Config, overrides: ModelOverrides<'_>) -> maxi::ModelLoade
         .map(|t| json!(t))
         .or_else(|| cfg.model.kwargs.get("threads").cloned());
     Arc::new(move |path: &Path| {
-        if !path.is_file() {
-            return Err(MaxiError::ModelLoad {
-                path: path.display().to_string(),
-                message: "no such file; check the path (relative paths in a config are relative to the config file)".into(),
-            });
-        }
-        let registry = maxi::registry::global()?;
-        let entry = match &backend {
-            Some(name) => registry.get::<ModelKind>(name)?,
-            None => registry.model_backend_for(path)?,
+        let kwargs = match &threads {
+            Some(t) => Kwargs::new().set("threads", t)?,
+            None => Kwargs::new(),
         };
-        let mut kw = Map::new();
-        kw.insert("path".into(), json!(path.display().to_string()));
-        if let Some(t) = &threads {
-            kw.insert("threads".into(), t.clone());
-        }
-        entry
-            .prepare(&Kwargs::from_serialize(&kw)?)?
-            .build(&ModelContext { base_dir: None })
+        maxi::registry::global()?.open_model(path, backend.as_deref(), kwargs)
     })
 }
 

@@ -258,14 +258,28 @@ impl Registry {
 
     /// Loads a model file with the backend registered for its extension.
     pub fn load_model_file(&self, path: &Path) -> Result<Arc<dyn Model>> {
+        self.open_model(path, None, Kwargs::new())
+    }
+
+    /// Loads a model file with the backend called `backend` (else the one registered for its
+    /// extension) and `kwargs` besides its `path`.
+    pub fn open_model(
+        &self,
+        path: &Path,
+        backend: Option<&str>,
+        kwargs: Kwargs,
+    ) -> Result<Arc<dyn Model>> {
         if !path.is_file() {
             return Err(MaxiError::ModelLoad {
                 path: path.display().to_string(),
                 message: "no such file; check the path (relative paths in a config are relative to the config file)".into(),
             });
         }
-        let entry = self.model_backend_for(path)?;
-        let kwargs = Kwargs::new().set("path", path.display().to_string())?;
+        let entry = match backend {
+            Some(name) => self.get::<ModelKind>(name)?,
+            None => self.model_backend_for(path)?,
+        };
+        let kwargs = kwargs.set("path", path.display().to_string())?;
         entry
             .prepare(&kwargs)?
             .build(&ModelContext { base_dir: None })
