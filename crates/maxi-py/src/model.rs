@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use maxi::Kwargs;
 use maxi::ndarray::{ArrayD, ArrayViewD};
-use maxi::registry::ModelKind;
-use maxi::{MaxiError, Model as MaxiModel, ModelContext};
+use maxi::{MaxiError, Model as MaxiModel};
 use numpy::{PyArray1, PyArrayDyn};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -142,28 +141,20 @@ pub fn load(
     kwargs: Kwargs,
 ) -> maxi::Result<Arc<dyn MaxiModel>> {
     let registry = maxi::registry::global()?;
-    match backend {
-        None if kwargs.values().is_empty() => registry.load_model_file(&path),
-        _ => {
-            let ext = path
-                .extension()
-                .and_then(|e| e.to_str())
-                .unwrap_or_default();
-            let entry = match backend {
-                Some(name) => registry.get::<ModelKind>(name)?,
-                None => registry.model_for_extension(ext).ok_or_else(|| MaxiError::ModelLoad {
-                    path: path.display().to_string(),
-                    message: format!(
-                        "no model backend opens `.{ext}` files; name one with backend=... (see maxi.list_components('model'))"
-                    ),
-                })?,
-            };
-            let kwargs = kwargs.set("path", path.display().to_string())?;
-            entry
-                .prepare(&kwargs)?
-                .build(&ModelContext { base_dir: None })
-        }
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default();
+    // the Python way to name a backend, for an existing file no backend opens
+    if backend.is_none() && path.is_file() && registry.model_for_extension(ext).is_none() {
+        return Err(MaxiError::ModelLoad {
+            path: path.display().to_string(),
+            message: format!(
+                "no model backend opens `.{ext}` files; name one with backend=... (see maxi.list_components('model'))"
+            ),
+        });
     }
+    registry.open_model(&path, backend, kwargs)
 }
 
 #[pymethods]
